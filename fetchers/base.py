@@ -1,0 +1,115 @@
+"""The one interface every fetch backend implements, and the picklable result that comes back to the engine."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import ClassVar
+
+
+class ErrorKind(StrEnum):
+    """Why a fetch produced no HTTP response; stored in the `error_kind` column."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    REFUSED = "refused"
+    CONNECTION = "connection"
+    REDIRECTS = "redirects"
+    INVALID_URL = "invalid-url"
+    DECODING = "decoding"
+    OTHER = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """What every backend needs to know to fetch: how many at once, how long to wait, who we say we are."""
+
+    concurrency: int
+    timeout: float
+    user_agent: str
+    max_redirects: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one request: a response, or an error kind and message. Builtins only, so it pickles."""
+
+    url: str
+    final_url: str
+    status: int | None = None
+    content_type: str | None = None
+    body: bytes = b""
+    elapsed_ms: float = 0.0
+    error_kind: str | None = None
+    error_message: str | None = None
+
+
+ResultCallback = Callable[[FetchResult], None]
+
+
+def error_result(url: str, kind: str, exc: BaseException, elapsed_ms: float = 0.0) -> FetchResult:
+    """Build the result for a request that failed with `exc`."""
+    message = str(exc) or type(exc).__name__
+    return FetchResult(url=url, final_url=url, elapsed_ms=elapsed_ms, error_kind=kind, error_message=message)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then its causes, then the exceptions HTTP libraries keep in `args` or `reason`."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        stack.extend(e for e in reversed(nested) if isinstance(e, BaseException))
+
+
+def os_error_kind(exc: BaseException) -> ErrorKind:
+    """Classify a network failure by the standard-library error somewhere in its chain of causes."""
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return ErrorKind.DNS
+        if isinstance(cause, ConnectionRefusedError):
+            return ErrorKind.REFUSED
+        if isinstance(cause, TimeoutError):
+            return ErrorKind.TIMEOUT
+        if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
+            return ErrorKind.REFUSED
+    return ErrorKind.CONNECTION
+
+
+class Fetcher(ABC):
+    """A backend: `submit` starts a fetch without blocking on the network, `close` waits for all of them.
+
+    `on_result` is called exactly once per submitted URL, success or failure, on whatever thread the backend
+    uses; callers must only hand the result over (e.g. put it on a queue) from there.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: FetchSettings) -> None:
+        self.settings = settings
+
+    @abstractmethod
+    def submit(self, url: str, on_result: ResultCallback) -> None:
+        """Start fetching `url`; `on_result` receives its `FetchResult`."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Wait for every submitted fetch to report, then release sessions and workers."""
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,20 @@
+"""The SQLite page database: one writer for the crawl, read-only access for the query commands."""
+
+from __future__ import annotations
+
+from storage.queries import ReadOnlyError, Stats, StorageError, open_readonly, run_query, stats, top
+from storage.writer import LINKS_COLUMNS, PAGES_COLUMNS, PageStore, create_schema
+
+__all__ = [
+    "LINKS_COLUMNS",
+    "PAGES_COLUMNS",
+    "PageStore",
+    "ReadOnlyError",
+    "Stats",
+    "StorageError",
+    "create_schema",
+    "open_readonly",
+    "run_query",
+    "stats",
+    "top",
+]

@@ -1,0 +1,87 @@
+"""Reading seeds: from files (one URL a line, `#` comments) and from URLs given on the command line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from yarl import URL
+
+from crawler.urls import SCHEMES, canonical
+
+_INLINE_COMMENT = re.compile(r"\s+#.*$")
+
+
+class SeedError(Exception):
+    """A seed source that cannot be read at all (missing file, not text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedProblem:
+    """One seed that was skipped, and where it came from."""
+
+    source: str
+    line: int | None
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.reason}: {self.text!r}"
+
+
+def _check(text: str) -> tuple[str | None, str]:
+    """(canonical URL, "") for a usable seed, or (None, why not)."""
+    if " " in text or "\t" in text:
+        return None, "more than one thing on the line"
+    if "://" not in text:
+        return None, f"not a URL (no scheme); did you mean https://{text}?"
+    try:
+        scheme = URL(text).scheme
+        if scheme not in SCHEMES:
+            return None, f"unsupported scheme {scheme!r} (only http and https are crawled)"
+        return canonical(text), ""
+    except ValueError as exc:
+        return None, f"not a valid URL ({exc})"
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except FileNotFoundError:
+        raise SeedError(f"seed file not found: {path}") from None
+    except IsADirectoryError:
+        raise SeedError(f"seed file is a directory: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise SeedError(f"seed file is not UTF-8 text: {path} ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SeedError(f"cannot read seed file {path}: {exc.strerror}") from None
+
+
+def load_seeds(sources: Iterable[str]) -> tuple[list[str], list[SeedProblem]]:
+    """Canonical seed URLs (duplicates merged, first order kept) and the problems with the skipped ones.
+
+    Each source is a URL (it contains `://`) or the path of a seed file. Raises `SeedError` for a file
+    that cannot be read.
+    """
+    seeds: dict[str, None] = {}
+    problems: list[SeedProblem] = []
+    for source in sources:
+        if "://" in source:
+            entries: list[tuple[int | None, str]] = [(None, source.strip())]
+            label = "command line"
+        else:
+            lines = _read_lines(Path(source))
+            entries = [(number, _INLINE_COMMENT.sub("", line).strip()) for number, line in enumerate(lines, 1)]
+            label = source
+        for number, text in entries:
+            if not text or text.startswith("#"):
+                continue
+            url, reason = _check(text)
+            if url is None:
+                problems.append(SeedProblem(label, number, text, reason))
+            else:
+                seeds.setdefault(url, None)
+    return list(seeds), problems

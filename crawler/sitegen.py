@@ -1,0 +1,120 @@
+"""A deterministic synthetic web site, for `crawler demo`, the test fixtures and the benchmark.
+
+Bodies may hold the placeholders `__ORIGIN__` (`http://127.0.0.1:PORT`), `__NETLOC__` (`127.0.0.1:PORT`) and
+`__PORT__`, filled in once the server knows its port.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+ORIGIN = "__ORIGIN__"
+NETLOC = "__NETLOC__"
+PORT = "__PORT__"
+HTML = "text/html; charset=utf-8"
+
+_VOCABULARY = """
+crawler page site link index archive section article report guide data network request response
+latency thread process event loop greenlet socket header body title anchor query status byte size
+cache host robot frontier queue depth scope parser table column row sample measure result error
+"""
+_WORDS = _VOCABULARY.split()
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One thing the server answers with: a body (may hold placeholders), a status, headers, a delay."""
+
+    body: str | bytes = b""
+    status: int = 200
+    content_type: str | None = HTML
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+    def render(self, origin: str) -> bytes:
+        """The body with the placeholders filled in for a server at `origin`."""
+        if isinstance(self.body, bytes):
+            return self.body
+        netloc = origin.split("://", 1)[1]
+        port = netloc.rsplit(":", 1)[1]
+        return self.body.replace(ORIGIN, origin).replace(NETLOC, netloc).replace(PORT, port).encode()
+
+    def render_headers(self, origin: str) -> dict[str, str]:
+        """The headers, placeholders filled in (a redirect's Location may name the origin)."""
+        return {name: value.replace(ORIGIN, origin) for name, value in self.headers.items()}
+
+
+Site = dict[str, Resource]  # path (with query string, as requested) -> resource
+
+
+def page_path(index: int) -> str:
+    """Where generated page `index` lives: `/` for 0, then pages spread over five sections."""
+    return "/" if index == 0 else f"/s{index % 5}/p{index}.html"
+
+
+def _link_forms(rng: random.Random, source: int, target: int) -> str:
+    """A link from page `source` to page `target`, in one of the spellings found on the web."""
+    path = page_path(target)
+    same_section = source != 0 and target != 0 and source % 5 == target % 5
+    forms = [
+        path,  # root-relative
+        f"{ORIGIN}{path}",  # absolute
+        f"//{NETLOC}{path}",  # protocol-relative
+        f"{path}#part-{rng.randint(1, 4)}",  # with a fragment
+        f"HTTP://{NETLOC}{path}",  # upper-case scheme
+        f"/s{target % 5}/../s{target % 5}/{path.rsplit('/', 1)[1]}" if target else "/s0/../",  # dot segments
+    ]
+    if source != 0:
+        forms.append(f"..{path}" if target else "../")  # parent-relative
+    if same_section:
+        forms += [path.rsplit("/", 1)[1], f"./{path.rsplit('/', 1)[1]}"]  # document-relative
+    return rng.choice(forms)
+
+
+def _paragraphs(rng: random.Random, size: int) -> str:
+    chunks = []
+    total = 0
+    while total < size:
+        text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(40, 120)))
+        chunk = f"<p>{text.capitalize()}.</p>\n"
+        chunks.append(chunk)
+        total += len(chunk)
+    return "".join(chunks)
+
+
+def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 2, max_kb: float = 80) -> Site:
+    """A site of `pages` HTML pages (sizes log-uniform between `min_kb` and `max_kb`), every one reachable
+    from `/`, with 10-30 links each in every relative form, plus a few errors, files and a redirect."""
+    rng = random.Random(seed)
+    site: Site = {}
+    for index in range(pages):
+        title = f"Page {index}: {' '.join(rng.choice(_WORDS) for _ in range(3))}"
+        targets = [index + 1] if index + 1 < pages else []
+        targets += [rng.randrange(pages) for _ in range(rng.randint(10, 30) - len(targets))]
+        anchors = [f'<a href="{_link_forms(rng, index, target)}">{page_path(target)}</a>' for target in targets]
+        if index % 7 == 3:
+            anchors.append(f'<a href="/missing/{index}.html">a dead link</a>')
+        if index % 11 == 5:
+            anchors += ['<a href="/files/data.csv">data</a>', '<a href="/files/logo.png">logo</a>']
+        if index % 13 == 6:
+            anchors += ['<a href="/old-home">old home</a>', '<a href="/error">flaky</a>']
+        anchors += [
+            '<a href="mailto:webmaster@example.invalid">mail</a>',
+            '<a href="javascript:void(0)">menu</a>',
+            f'<a href="http://localhost:{PORT}/">mirror</a>' if index % 17 == 0 else "",
+        ]
+        size = int(1024 * math.exp(rng.uniform(math.log(min_kb), math.log(max_kb))))
+        site[page_path(index)] = Resource(
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+            f"<title>{title}</title></head>\n<body><nav>{' '.join(anchors)}</nav>\n<main><h1>{title}</h1>\n"
+            f"{_paragraphs(rng, size)}</main></body></html>\n"
+        )
+    site["/files/data.csv"] = Resource(
+        "id,value\n" + "".join(f"{i},{i * i}\n" for i in range(500)), content_type="text/csv"
+    )
+    site["/files/logo.png"] = Resource(bytes(rng.randrange(256) for _ in range(4096)), content_type="image/png")
+    site["/old-home"] = Resource("", status=301, headers={"Location": "/"})
+    site["/error"] = Resource("<html><title>Server error</title></html>", status=500)
+    return site

@@ -1,0 +1,147 @@
+"""Serves a `Site` over HTTP on 127.0.0.1 with aiohttp: on a background thread (test fixtures) or in a
+process of its own (`crawler demo`), so that the crawler being measured does not share its interpreter."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from crawler.sitegen import Site, generate_site
+
+LOOPBACK = "127.0.0.1"
+NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No such page.</body></html>"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One request the server answered: its path and the User-Agent it carried."""
+
+    path: str
+    user_agent: str | None
+
+
+class SiteServer:
+    """An aiohttp application answering every path of `site` (anything else is a 404), placeholders
+    filled in for its own address. Records each request in `hits`."""
+
+    def __init__(self, site: Site, host: str = LOOPBACK) -> None:
+        self.site = site
+        self.hits: list[Hit] = []
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.origin = f"http://{host}:{self.port}"
+        self._rendered = {
+            path: (resource, resource.render(self.origin), resource.render_headers(self.origin))
+            for path, resource in site.items()
+        }
+        self._runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        """The absolute URL of `path` on this server."""
+        return self.origin + path
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits.append(Hit(request.raw_path, request.headers.get("User-Agent")))
+        entry = self._rendered.get(request.raw_path)
+        if entry is None:
+            return web.Response(body=NOT_FOUND, status=404, content_type="text/html", charset="utf-8")
+        resource, body, headers = entry
+        if resource.delay:
+            await asyncio.sleep(resource.delay)
+        response = web.Response(body=body, status=resource.status, headers=headers)
+        if resource.content_type:
+            response.headers["Content-Type"] = resource.content_type
+        return response
+
+    async def start(self) -> None:
+        """Start answering on the bound socket."""
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self._handle)
+        # A short shutdown: a deliberately slow handler must not hold up the end of a test.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._socket).start()
+
+    async def stop(self) -> None:
+        """Stop answering, close the socket, and cancel handlers still waiting out a delay."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+@contextmanager
+def serve_in_thread(site: Site) -> Iterator[SiteServer]:
+    """Serve `site` from an event loop on a background thread for as long as the block runs."""
+    server = SiteServer(site)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="site-server", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result()
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+@contextmanager
+def serve_in_subprocess(pages: int, seed: int = 1) -> Iterator[str]:
+    """Serve `generate_site(pages, seed)` from a separate Python process; yields its origin URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler.siteserver", "--pages", str(pages), "--seed", str(seed)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        origin = process.stdout.readline().strip()
+        if not origin.startswith("http://"):
+            raise RuntimeError(f"the site server did not start (exit code {process.wait()})")
+        yield origin
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+async def _serve_until_terminated(site: Site) -> None:
+    server = SiteServer(site)
+    await server.start()
+    print(server.origin, flush=True)  # noqa: T201 - the parent process reads the origin from here
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m crawler.siteserver --pages N --seed S`: print the origin, serve until SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--pages", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    asyncio.run(_serve_until_terminated(generate_site(args.pages, args.seed)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Fixtures: a hand-written site on a real loopback server, and a way to run the CLI on every backend."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from crawler.cli import app
+from crawler.sitegen import NETLOC, ORIGIN, PORT, Resource, Site
+from crawler.siteserver import SiteServer, serve_in_thread
+from fetchers import BACKENDS
+
+BIG = 50_000
+SLOW_DELAY = 4.0
+TEST_TIMEOUT = "0.5"  # --timeout for crawls of the fixture site: /slow.html outlasts it
+
+
+def _html(title: str, links: list[str], filler: int = 0) -> str:
+    anchors = "".join(f'<a href="{href}">{href}</a>\n' for href in links)
+    return (
+        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>\n{anchors}<p>{'x' * filler}</p></body></html>"
+    )
+
+
+def fixture_site() -> Site:
+    """A small site whose every page, size, status and link is known; depths from `/` in comments."""
+    return {
+        # depth 0
+        "/": Resource(
+            _html(
+                "Home",
+                [
+                    "about.html",  # document-relative
+                    "./docs/../about.html#team",  # the same page: dot segments and a fragment
+                    "/docs/guide.html",  # root-relative
+                    f"{ORIGIN}/docs/api.html",  # absolute
+                    f"HTTP://{NETLOC}/docs/api.html",  # the same page: upper-case scheme
+                    f"//{NETLOC}/docs/api.html#x",  # the same page: protocol-relative
+                    "/missing.html",
+                    "/broken",
+                    "/files/report.pdf",
+                    "/old",
+                    "/slow.html",
+                    f"http://localhost:{PORT}/offsite.html",  # another host (same server)
+                    "mailto:team@example.invalid",
+                    "javascript:void(0)",
+                    "tel:+100",
+                    "http://[::1/bad",
+                ],
+            )
+        ),
+        # depth 1
+        "/about.html": Resource(_html("About   us\n", ["/"], filler=1000)),
+        "/docs/guide.html": Resource(
+            '<html><head><base href="/docs/ref/"><title>Guide</title></head>'
+            '<body><a href="intro.html">intro</a> <a href="../api.html">api</a></body></html>'
+        ),
+        "/docs/api.html": Resource(_html("API", ["?v=2", "deep/one.html"])),
+        "/broken": Resource(_html("Oops", ["/never-followed.html"]), status=500),
+        "/files/report.pdf": Resource(
+            b"%PDF-1.4 <a href='/never.html'>" + b"\0" * 2000, content_type="application/pdf"
+        ),
+        "/old": Resource("", status=301, headers={"Location": "/docs/ref/intro.html"}),
+        "/slow.html": Resource(_html("Slow", []), delay=SLOW_DELAY),
+        # depth 2
+        "/docs/ref/intro.html": Resource(_html("Intro", [], filler=BIG)),
+        "/docs/api.html?v=2": Resource(_html("API v2", [])),
+        "/docs/deep/one.html": Resource(_html("One", ["two.html"])),
+        # depth 3
+        "/docs/deep/two.html": Resource(_html("Two", [])),
+        # only reachable with --any-host, through http://localhost:PORT
+        "/offsite.html": Resource(_html("Offsite", [])),
+    }
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[SiteServer]:
+    """The fixture site, served on 127.0.0.1 for the whole session."""
+    with serve_in_thread(fixture_site()) as server:
+        yield server
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that takes `backend` runs once per fetch backend."""
+    return str(request.param)
+
+
+@dataclass
+class Run:
+    """What a CLI invocation left behind."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None, columns: int = 200) -> Run:
+    """Run `crawler ARGS`: in-process through Typer's runner, or as a subprocess when gevent is chosen, so
+    that its monkey patching never reaches the test process. Help is rendered `columns` wide."""
+    env = {"COLUMNS": str(columns)}
+    if "gevent" in args:
+        done = subprocess.run(
+            [sys.executable, "-m", "crawler", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env={**os.environ, **env, "PYTHONWARNINGS": "error"},
+            timeout=120,
+            check=False,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+    if cwd is not None:
+        previous = Path.cwd()
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False, prog_name="crawler")
+    finally:
+        if cwd is not None:
+            os.chdir(previous)
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def rows(db: Path, sql: str = "SELECT * FROM pages") -> list[dict[str, Any]]:
+    """Rows of a query on a crawl database, as dicts."""
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(sql)]
+
+
+def pages_by_url(db: Path) -> dict[str, dict[str, Any]]:
+    """The `pages` table keyed by URL."""
+    return {row["url"]: row for row in rows(db)}

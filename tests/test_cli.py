@@ -1,0 +1,244 @@
+"""Every command through the CLI: seeds, help, stats, top, query, demo, errors and Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crawler.cli import app
+from crawler.report import human_bytes
+from crawler.sitegen import generate_site, page_path
+from crawler.siteserver import SiteServer
+from tests.conftest import TEST_TIMEOUT, pages_by_url, rows, run_cli
+
+
+@pytest.fixture(scope="module")
+def crawled(site: SiteServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database holding a full crawl of the fixture site."""
+    db = tmp_path_factory.mktemp("crawled") / "crawl.db"
+    run = run_cli("crawl", site.url("/"), "--db", str(db), "--depth", "5", "--timeout", TEST_TIMEOUT)
+    assert run.exit_code == 0, run.stderr
+    return db
+
+
+def test_bad_seed_lines_are_reported_and_the_rest_crawled(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text(
+        "# my sites\n"
+        "\n"
+        f"{site.url('/about.html')}   # inline comment\n"
+        "example.com\n"
+        "ftp://files.example.invalid/\n"
+        "http://[::1/\n"
+        f"{site.url('/docs/../docs/guide.html#top')}\n"
+        f"{site.url('/about.html')}\n"
+    )
+    db = tmp_path / "crawl.db"
+    run = run_cli("crawl", str(seeds), "--backend", backend, "--db", str(db), "--depth", "0")
+    assert run.exit_code == 0, run.stderr
+    skipped = [line for line in run.stderr.splitlines() if line.startswith("Skipped seed:")]
+    assert [line.split(": ", 2)[1] for line in skipped] == [f"{seeds}:4", f"{seeds}:5", f"{seeds}:6"]
+    assert "did you mean https://example.com?" in skipped[0]
+    assert "unsupported scheme 'ftp'" in skipped[1]
+    assert sorted(pages_by_url(db)) == [site.url("/about.html"), site.url("/docs/guide.html")]
+    assert "from 2 seeds" in run.stdout
+
+
+def test_seeds_default_to_seeds_txt(site: SiteServer, tmp_path: Path) -> None:
+    (tmp_path / "seeds.txt").write_text(site.url("/docs/deep/two.html") + "\n")
+    run = run_cli("crawl", "--db", "out.db", cwd=tmp_path)
+    assert run.exit_code == 0, run.stderr
+    assert list(pages_by_url(tmp_path / "out.db")) == [site.url("/docs/deep/two.html")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing-seeds.txt"], "seed file not found: missing-seeds.txt"),
+        (["ftp://example.invalid/"], "no valid seed URL"),
+        (["--backend", "fibers", "http://127.0.0.1/"], "Invalid value for '--backend'"),
+        (["--depth", "-1", "http://127.0.0.1/"], "Invalid value for '--depth'"),
+    ],
+)
+def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[str], message: str) -> None:
+    run = run_cli("crawl", "--db", str(tmp_path / "x.db"), *args, cwd=tmp_path)
+    assert run.exit_code == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_every_command_has_help() -> None:
+    commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
+    assert sorted(commands) == ["crawl", "demo", "query", "stats", "top"]
+    for command in commands:
+        run = run_cli(command, "--help")
+        assert run.exit_code == 0
+        assert "Usage: crawler " + command in run.stdout
+
+
+def test_crawl_help_states_every_default() -> None:
+    text = " ".join(run_cli("crawl", "--help").stdout.replace("│", " ").split())
+    for fragment in [
+        "Seed files (one URL a line, # comments) or URLs. [default: (seeds.txt)]",
+        "[default: asyncio]",
+        "[default: crawl.db]",
+        "--concurrency <int range> [x>=1] Requests in flight at once. [default: 8]",
+        "(0: the seeds only). [default: 2]",
+        "Stop after fetching this many pages. [default: 500]",
+        "--same-host --any-host <bool> Follow links only to the seeds' hosts, or anywhere. [default: same-host]",
+        "between bytes. [default: 10.0]",
+        "[default: crawler/0.1.0]",
+    ]:
+        assert fragment in text
+
+
+def test_stats_reports_totals_sizes_statuses_and_hosts(crawled: Path) -> None:
+    run = run_cli("stats", "--db", str(crawled))
+    assert run.exit_code == 0, run.stderr
+    sizes = [row["size"] for row in rows(crawled) if row["status"] is not None]
+    lines = [" ".join(line.split()) for line in run.stdout.splitlines()]
+    assert "pages 13" in lines
+    assert "errors 3 (23.1%)" in lines
+    assert f"total size {sum(sizes) / 1024:.1f} KB ({sum(sizes):,} bytes)" in lines
+    assert f"mean size {human_bytes(statistics.mean(sizes))}" in lines
+    assert f"median size {human_bytes(statistics.median(sizes))}" in lines
+    assert f"max size {max(sizes) / 1024:.1f} KB" in lines
+    assert "200 10" in lines and "404 1" in lines and "500 1" in lines and "(timeout) 1" in lines
+    assert f"127.0.0.1 13 {sum(sizes) / 1024:.1f} KB 3" in lines
+
+
+def test_top_lists_the_largest_pages_first(crawled: Path, site: SiteServer) -> None:
+    run = run_cli("top", "-n", "2", "--db", str(crawled))
+    assert run.exit_code == 0, run.stderr
+    body = run.stdout.splitlines()[2:]
+    assert len(body) == 2
+    # /old redirects to the biggest page, so the two largest rows are the same size; ties go by URL.
+    assert [line.split()[2] for line in body] == [site.url("/docs/ref/intro.html"), site.url("/old")]
+    assert all(line.split()[-1] == "Intro" for line in body)
+
+
+def test_query_prints_an_aligned_table(crawled: Path, site: SiteServer) -> None:
+    run = run_cli("query", "SELECT url, status FROM pages WHERE depth = 3", "--db", str(crawled))
+    assert run.exit_code == 0, run.stderr
+    assert [line.split() for line in run.stdout.splitlines()] == [
+        ["url", "status"],
+        ["-" * len(site.url("/docs/deep/two.html")), "--------"],
+        [site.url("/docs/deep/two.html"), "200"],
+    ]
+
+
+def test_query_csv_and_json(crawled: Path) -> None:
+    sql = "SELECT url, size, title FROM pages WHERE status = 200 ORDER BY url"
+    expected = [(row["url"], row["size"], row["title"]) for row in rows(crawled, sql)]
+    as_csv = run_cli("query", sql, "--csv", "--db", str(crawled))
+    assert as_csv.exit_code == 0, as_csv.stderr
+    parsed = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert parsed[0] == ["url", "size", "title"]
+    assert [(url, int(size), title or None) for url, size, title in parsed[1:]] == expected
+    as_json = run_cli("query", sql, "--json", "--db", str(crawled))
+    assert [(item["url"], item["size"], item["title"]) for item in json.loads(as_json.stdout)] == expected
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DELETE FROM pages", "read-only"),
+        ("UPDATE pages SET size = 0", "read-only"),
+        ("DROP TABLE links", "read-only"),
+        ("SELEC url FROM pages", "SQL error"),
+        ("SELECT nope FROM pages", "SQL error: no such column: nope"),
+    ],
+)
+def test_query_refuses_writes_and_reports_sql_errors(crawled: Path, sql: str, message: str) -> None:
+    before = rows(crawled, "SELECT count(*) AS n FROM pages")
+    run = run_cli("query", sql, "--db", str(crawled))
+    assert run.exit_code == 2
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr
+    assert rows(crawled, "SELECT count(*) AS n FROM pages") == before
+    assert rows(crawled, "SELECT count(*) AS n FROM links")[0]["n"] > 0
+
+
+def test_query_rejects_both_csv_and_json(crawled: Path) -> None:
+    run = run_cli("query", "SELECT 1", "--csv", "--json", "--db", str(crawled))
+    assert (run.exit_code, run.stderr.strip()) == (2, "Error: choose one of --csv and --json")
+
+
+@pytest.mark.parametrize("command", [["stats"], ["top"], ["query", "SELECT 1"]])
+def test_read_commands_explain_a_missing_or_foreign_database(command: list[str], tmp_path: Path) -> None:
+    missing = run_cli(*command, "--db", str(tmp_path / "none.db"))
+    assert missing.exit_code == 2
+    assert f"no database at {tmp_path / 'none.db'}" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
+
+    text = tmp_path / "notes.db"
+    text.write_text("these are not the pages you are looking for\n" * 100)
+    foreign = run_cli(*command, "--db", str(text))
+    assert (foreign.exit_code, "is not a SQLite database" in foreign.stderr) == (2, True)
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE things (id INTEGER)")
+    unrelated = run_cli(*command, "--db", str(other))
+    assert (unrelated.exit_code, "is not a crawl database" in unrelated.stderr) == (2, True)
+
+
+def test_demo_crawls_a_generated_site_offline(backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    run = run_cli("demo", "--backend", backend, "--pages", "40", "--db", str(db))
+    assert run.exit_code == 0, run.stderr
+    pages = pages_by_url(db)
+    found = {url.split("/", 3)[3] for url, row in pages.items() if row["status"] == 200}
+    expected = {page_path(index).lstrip("/") for index in range(40)}
+    assert expected <= found
+    assert {row["backend"] for row in pages.values()} == {backend}
+    assert f"Crawled {len(pages)} pages from 1 seed with the {backend} backend" in run.stdout
+    assert f"pages        {len(pages)}" in run.stdout
+    assert f"crawler top --db {db}" in run.stdout
+    assert len(generate_site(40)) - 4 == 40  # the demo site: 40 pages plus two files, a redirect, an error
+
+
+def test_python_dash_m_crawler_runs() -> None:
+    done = subprocess.run([sys.executable, "-m", "crawler", "--help"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert "crawl" in done.stdout and "demo" in done.stdout
+
+
+def test_ctrl_c_stops_gracefully_keeps_pages_and_exits_130(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    # /slow.html answers after 4 s; the crawl is interrupted while waiting for it.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "crawl", site.url("/"), "--backend", backend, "--db", str(db),
+         "--depth", "1", "--timeout", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (db.exists() and _count(db) >= 1):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Interrupted after" in stdout
+    assert "Traceback" not in stderr
+    pages = pages_by_url(db)
+    assert site.url("/") in pages
+    assert site.url("/slow.html") in pages  # in flight at the interrupt: finished and recorded
+
+
+def _count(db: Path) -> int:
+    try:
+        return len(rows(db))
+    except sqlite3.Error:
+        return 0

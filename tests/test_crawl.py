@@ -1,0 +1,306 @@
+"""The crawl end to end, on every backend, against the fixture site on a real loopback server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from crawler.sitegen import generate_site
+from crawler.siteserver import NOT_FOUND, SiteServer, serve_in_thread
+from fetchers import BACKENDS
+from tests.conftest import BIG, TEST_TIMEOUT, pages_by_url, rows, run_cli
+
+FULL_SITE = [
+    "/",
+    "/about.html",
+    "/docs/guide.html",
+    "/docs/api.html",
+    "/missing.html",
+    "/broken",
+    "/files/report.pdf",
+    "/old",
+    "/slow.html",
+    "/docs/ref/intro.html",
+    "/docs/api.html?v=2",
+    "/docs/deep/one.html",
+    "/docs/deep/two.html",
+]
+
+
+def crawl_site(site: SiteServer, backend: str, db: Path, *extra: str) -> tuple[str, str]:
+    """Crawl the fixture site from `/`; returns (stdout, the unique User-Agent it used)."""
+    agent = f"crawler-test/{uuid.uuid4()}"
+    run = run_cli(
+        "crawl",
+        site.url("/"),
+        "--backend",
+        backend,
+        "--db",
+        str(db),
+        "--timeout",
+        TEST_TIMEOUT,
+        "--user-agent",
+        agent,
+        *extra,
+    )
+    assert run.exit_code == 0, run.stderr
+    return run.stdout, agent
+
+
+def size_of(site: SiteServer, path: str) -> int:
+    return len(site.site[path].render(site.origin))
+
+
+def test_full_crawl_records_every_page_exactly(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    stdout, agent = crawl_site(site, backend, db, "--depth", "5")
+    pages = pages_by_url(db)
+    assert sorted(pages) == sorted(site.url(path) for path in FULL_SITE)
+
+    def page(path: str) -> dict[str, object]:
+        return pages[site.url(path)]
+
+    for path in [
+        "/",
+        "/about.html",
+        "/docs/guide.html",
+        "/docs/api.html",
+        "/docs/ref/intro.html",
+        "/docs/api.html?v=2",
+        "/docs/deep/one.html",
+        "/docs/deep/two.html",
+    ]:
+        assert page(path)["status"] == 200
+        assert page(path)["size"] == size_of(site, path)
+        assert page(path)["content_type"] == "text/html; charset=utf-8"
+        assert page(path)["error_kind"] is None
+        assert page(path)["backend"] == backend
+    assert page("/docs/ref/intro.html")["size"] > BIG
+    assert {path: page(path)["title"] for path in ["/", "/about.html", "/docs/guide.html", "/docs/deep/two.html"]} == {
+        "/": "Home",
+        "/about.html": "About us",
+        "/docs/guide.html": "Guide",
+        "/docs/deep/two.html": "Two",
+    }
+    assert {path: page(path)["depth"] for path in FULL_SITE} == {
+        "/": 0,
+        "/about.html": 1,
+        "/docs/guide.html": 1,
+        "/docs/api.html": 1,
+        "/missing.html": 1,
+        "/broken": 1,
+        "/files/report.pdf": 1,
+        "/old": 1,
+        "/slow.html": 1,
+        "/docs/ref/intro.html": 2,
+        "/docs/api.html?v=2": 2,
+        "/docs/deep/one.html": 2,
+        "/docs/deep/two.html": 3,
+    }
+    # Failures are rows: HTTP errors keep their status, a timeout has none.
+    assert (page("/missing.html")["status"], page("/missing.html")["error_kind"], page("/missing.html")["size"]) == (
+        404,
+        "http",
+        len(NOT_FOUND),
+    )
+    assert page("/missing.html")["error_message"] == "HTTP 404 Not Found"
+    assert (page("/broken")["status"], page("/broken")["error_kind"]) == (500, "http")
+    assert (page("/slow.html")["status"], page("/slow.html")["error_kind"], page("/slow.html")["size"]) == (
+        None,
+        "timeout",
+        None,
+    )
+    # A non-HTML body is recorded, not parsed.
+    pdf = page("/files/report.pdf")
+    assert (pdf["status"], pdf["content_type"], pdf["size"], pdf["title"], pdf["link_count"]) == (
+        200,
+        "application/pdf",
+        size_of(site, "/files/report.pdf"),
+        None,
+        0,
+    )
+    # A redirect is followed; the row keeps the URL asked for and records where it ended.
+    old = page("/old")
+    assert (old["status"], old["final_url"], old["title"]) == (200, site.url("/docs/ref/intro.html"), "Intro")
+    assert "Crawled 13 pages" in stdout
+    assert "errors   3  (" in stdout
+
+    # Every spelling of a link led to one fetch; the redirect target was fetched once more through /old.
+    hits = Counter(hit.path for hit in site.hits if hit.user_agent == agent)
+    assert hits == {path: 1 for path in FULL_SITE} | {"/docs/ref/intro.html": 2}
+
+
+def test_links_are_absolute_canonical_and_http_only(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    crawl_site(site, backend, db, "--depth", "1")
+    links = rows(db, "SELECT from_url, to_url FROM links ORDER BY from_url, to_url")
+    from_home = sorted(link["to_url"] for link in links if link["from_url"] == site.url("/"))
+    assert from_home == sorted(
+        [
+            site.url("/about.html"),
+            site.url("/docs/guide.html"),
+            site.url("/docs/api.html"),
+            site.url("/missing.html"),
+            site.url("/broken"),
+            site.url("/files/report.pdf"),
+            site.url("/old"),
+            site.url("/slow.html"),
+            f"http://localhost:{site.port}/offsite.html",
+        ]
+    )
+    assert pages_by_url(db)[site.url("/")]["link_count"] == 9
+    # <base href> is honoured; links of error pages and non-HTML bodies are not taken.
+    from_guide = sorted(link["to_url"] for link in links if link["from_url"] == site.url("/docs/guide.html"))
+    assert from_guide == [site.url("/docs/api.html"), site.url("/docs/ref/intro.html")]
+    assert not [link for link in links if "never" in link["to_url"]]
+
+
+@pytest.mark.parametrize(
+    ("depth", "expected"),
+    [
+        ("0", ["/"]),
+        (
+            "1",
+            [
+                "/",
+                "/about.html",
+                "/docs/guide.html",
+                "/docs/api.html",
+                "/missing.html",
+                "/broken",
+                "/files/report.pdf",
+                "/old",
+                "/slow.html",
+            ],
+        ),
+    ],
+)
+def test_depth_limits_the_crawl(
+    site: SiteServer, backend: str, tmp_path: Path, depth: str, expected: list[str]
+) -> None:
+    db = tmp_path / "crawl.db"
+    crawl_site(site, backend, db, "--depth", depth)
+    assert sorted(pages_by_url(db)) == sorted(site.url(path) for path in expected)
+
+
+def test_max_pages_stops_the_crawl(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    stdout, _ = crawl_site(site, backend, db, "--depth", "5", "--max-pages", "4", "--concurrency", "2")
+    pages = pages_by_url(db)
+    assert len(pages) == 4
+    assert site.url("/") in pages
+    assert "Crawled 4 pages" in stdout
+
+
+def test_any_host_follows_links_to_other_hosts(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    offsite = f"http://localhost:{site.port}/offsite.html"
+    same = tmp_path / "same.db"
+    crawl_site(site, backend, same, "--depth", "1")
+    assert offsite not in pages_by_url(same)
+    anywhere = tmp_path / "any.db"
+    crawl_site(site, backend, anywhere, "--depth", "1", "--any-host")
+    row = pages_by_url(anywhere)[offsite]
+    assert (row["status"], row["title"], row["host"]) == (200, "Offsite", "localhost")
+
+
+def test_user_agent_is_sent(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    _, agent = crawl_site(site, backend, tmp_path / "crawl.db", "--depth", "0")
+    assert [hit.path for hit in site.hits if hit.user_agent == agent] == ["/"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_refused_connection_is_a_row_and_the_crawl_exits_0(backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    run = run_cli("crawl", url, "--backend", backend, "--db", str(db))
+    assert run.exit_code == 0, run.stderr
+    row = pages_by_url(db)[url]
+    assert (row["status"], row["size"], row["error_kind"]) == (None, None, "refused")
+    assert row["error_message"]
+    assert "errors   1  (refused 1)" in run.stdout
+
+
+def _can_unshare_network() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_network(), reason="needs `unshare -n` (root) for a DNS failure offline")
+def test_dns_failure_is_a_row(backend: str, tmp_path: Path) -> None:
+    # In a network namespace of its own the resolver is unreachable, so the lookup fails without any packet
+    # leaving the machine.
+    db = tmp_path / "crawl.db"
+    url = "http://nowhere.invalid/"
+    done = subprocess.run(
+        [
+            "unshare",
+            "-n",
+            sys.executable,
+            "-m",
+            "crawler",
+            "crawl",
+            url,
+            "--backend",
+            backend,
+            "--db",
+            str(db),
+            "--timeout",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    row = pages_by_url(db)[url]
+    assert (row["status"], row["error_kind"]) == (None, "dns")
+
+
+def test_every_backend_gives_the_same_pages_and_sizes(tmp_path: Path) -> None:
+    site = generate_site(pages=60, seed=7)
+    with serve_in_thread(site) as server:
+        results = {}
+        for name in BACKENDS:
+            db = tmp_path / f"{name}.db"
+            run = run_cli(
+                "crawl",
+                server.url("/"),
+                "--backend",
+                name,
+                "--db",
+                str(db),
+                "--depth",
+                "100",
+                "--max-pages",
+                "1000",
+                "--concurrency",
+                "8",
+            )
+            assert run.exit_code == 0, run.stderr
+            results[name] = {(row["url"], row["status"], row["size"]) for row in rows(db)}
+        truth = {
+            (server.url(path), resource.status, len(resource.render(server.origin)))
+            for path, resource in site.items()
+            if resource.status == 200
+        }
+    # Every generated page and file was found, with the size the server sent...
+    assert truth <= results["asyncio"]
+    # ...the rest are the site's dead links, redirect and error page...
+    extra = {url.removeprefix(server.origin) for url, _, _ in results["asyncio"] - truth}
+    assert extra and all(path.startswith("/missing/") or path in ("/old-home", "/error") for path in extra)
+    # ...and every backend found exactly the same.
+    assert results["thread"] == results["process"] == results["gevent"] == results["asyncio"]

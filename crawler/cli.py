@@ -8,8 +8,9 @@ import sqlite3
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
+import sqlite_utils
 import typer
 
 from crawler.config import (
@@ -144,7 +145,7 @@ def demo(
     typer.echo(f'\nExplore it: crawler top --db {db}   crawler query --db {db} "SELECT ..."')
 
 
-def _open(db: Path) -> Any:
+def _open(db: Path) -> sqlite_utils.Database:
     try:
         return open_readonly(db)
     except StorageError as exc:

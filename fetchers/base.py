@@ -82,7 +82,8 @@ def os_error_kind(exc: BaseException) -> ErrorKind:
         if isinstance(cause, TimeoutError):
             return ErrorKind.TIMEOUT
         if isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED:
-            return ErrorKind.REFUSED
+            return ErrorKind.REFUSED  # aiohttp's ClientConnectorError copies the errno, not the class
+
     return ErrorKind.CONNECTION
 
 

@@ -10,6 +10,7 @@ import time
 import aiohttp
 
 from fetchers.base import (
+    BodyReader,
     ErrorKind,
     Fetcher,
     FetchResult,
@@ -21,16 +22,14 @@ from fetchers.base import (
 
 
 def _error_kind(exc: BaseException) -> ErrorKind:
-    if isinstance(exc, aiohttp.TooManyRedirects):
-        return ErrorKind.REDIRECTS
-    if isinstance(exc, aiohttp.InvalidURL | ValueError):
-        return ErrorKind.INVALID_URL
     if isinstance(exc, TimeoutError):  # asyncio's timeouts and aiohttp's ServerTimeoutError are TimeoutErrors
         return ErrorKind.TIMEOUT
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return ErrorKind.INVALID_URL
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ErrorKind.DNS
-    if isinstance(exc, aiohttp.ClientPayloadError) and "encoding" in str(exc).lower():
-        return ErrorKind.DECODING
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ErrorKind.DECODING if "encoding" in str(exc).lower() else ErrorKind.INCOMPLETE
     return os_error_kind(exc)
 
 
@@ -49,7 +48,10 @@ class AsyncioFetcher(Fetcher):
 
     async def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout, connect=self.settings.timeout),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.timeout,  # covers reading the body too
+                sock_connect=self.settings.connect_timeout,
+            ),
             headers={"User-Agent": self.settings.user_agent},
             connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
             trust_env=True,  # honour HTTP(S)_PROXY / NO_PROXY as requests does
@@ -58,20 +60,27 @@ class AsyncioFetcher(Fetcher):
 
     async def _fetch(self, url: str) -> FetchResult:
         start = time.perf_counter()
+        status = None
         try:
-            async with self._session.get(url, max_redirects=self.settings.max_redirects) as response:
-                body = await response.read()
+            async with self._session.get(url, allow_redirects=False) as response:
+                status = response.status
+                reader = BodyReader(self.settings, start)
+                async for chunk in response.content.iter_any():  # decompressed, bounded per chunk
+                    if not reader.add(chunk, time.perf_counter()):
+                        break
                 return FetchResult(
                     url=url,
-                    final_url=str(response.url),
-                    status=response.status,
+                    status=status,
                     content_type=response.headers.get("Content-Type"),
-                    body=body,
+                    body=reader.body(),
                     elapsed_ms=(time.perf_counter() - start) * 1000,
+                    location=response.headers.get("Location"),
+                    retry_after=response.headers.get("Retry-After"),
+                    truncated=reader.truncated,
                 )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # OSError includes asyncio's TimeoutError; ValueError is yarl rejecting a malformed URL.
-            return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000)
+            return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)
 
     async def _fetch_and_report(self, url: str, on_result: ResultCallback) -> None:
         async with self._slots:

@@ -13,26 +13,31 @@ from typing import ClassVar
 
 
 class ErrorKind(StrEnum):
-    """Why a fetch produced no HTTP response; stored in the `error_kind` column."""
+    """Why a fetch failed; stored in the `error_kind` column."""
 
     TIMEOUT = "timeout"
     DNS = "dns"
     REFUSED = "refused"
     CONNECTION = "connection"
-    REDIRECTS = "redirects"
+    INCOMPLETE = "incomplete"  # the body ended before its Content-Length, or the connection broke mid-body
     INVALID_URL = "invalid-url"
     DECODING = "decoding"
     OTHER = "error"
 
 
+class DeadlineExceeded(TimeoutError):
+    """The whole response did not arrive within the request's total deadline."""
+
+
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
-    """What every backend needs to know to fetch: how many at once, how long to wait, who we say we are."""
+    """What every backend needs to know to fetch. Backends do not follow redirects: the engine does."""
 
     concurrency: int
-    timeout: float
+    timeout: float  # total deadline for one request, from connecting to the last body byte
+    connect_timeout: float
     user_agent: str
-    max_redirects: int = 10
+    max_size: int  # body bytes kept, counted after decompression; the rest is not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +45,53 @@ class FetchResult:
     """The outcome of one request: a response, or an error kind and message. Builtins only, so it pickles."""
 
     url: str
-    final_url: str
     status: int | None = None
     content_type: str | None = None
     body: bytes = b""
     elapsed_ms: float = 0.0
     error_kind: str | None = None
     error_message: str | None = None
+    location: str | None = None  # Location header of a redirect
+    retry_after: str | None = None  # Retry-After header, as sent
+    truncated: bool = False  # the body was longer than max_size and was cut there
 
 
 ResultCallback = Callable[[FetchResult], None]
 
 
-def error_result(url: str, kind: str, exc: BaseException, elapsed_ms: float = 0.0) -> FetchResult:
-    """Build the result for a request that failed with `exc`."""
+def error_result(
+    url: str, kind: str, exc: BaseException, elapsed_ms: float = 0.0, status: int | None = None
+) -> FetchResult:
+    """Build the result for a request that failed with `exc` (after the headers, if `status` is known)."""
     message = str(exc) or type(exc).__name__
-    return FetchResult(url=url, final_url=url, elapsed_ms=elapsed_ms, error_kind=kind, error_message=message)
+    return FetchResult(url=url, status=status, elapsed_ms=elapsed_ms, error_kind=kind, error_message=message)
+
+
+class BodyReader:
+    """Collects body chunks up to `max_size` bytes before a deadline; shared by every backend's read loop."""
+
+    def __init__(self, settings: FetchSettings, start: float) -> None:
+        self._max_size = settings.max_size
+        self._timeout = settings.timeout
+        self._deadline = start + settings.timeout
+        self._chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes, now: float) -> bool:
+        """Keep `chunk`; False once the cap is reached (stop reading). Raises `DeadlineExceeded` when late."""
+        if now > self._deadline:
+            raise DeadlineExceeded(f"the response took longer than {self._timeout:g} s")
+        self._chunks.append(chunk)
+        self.size += len(chunk)
+        if self.size > self._max_size:
+            self.truncated = True
+            return False
+        return True
+
+    def body(self) -> bytes:
+        """The bytes kept, at most `max_size`."""
+        return b"".join(self._chunks)[: self._max_size]
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

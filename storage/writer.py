@@ -1,8 +1,10 @@
-"""The page database: its schema, and a writer that batches rows into transactions (main thread only)."""
+"""The crawl database: its schema, and a writer that batches pages, links and frontier changes into one
+transaction per batch (main thread only), so the file is consistent whenever the process dies."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,31 +18,70 @@ PAGES_COLUMNS: dict[str, type] = {
     "status": int,  # HTTP status, NULL when no response came back
     "content_type": str,
     "size": int,  # body size in bytes, after content-encoding (gzip...) is decoded
+    "truncated": int,  # 1 when the body was cut at --max-size
     "title": str,
     "depth": int,  # link hops from the seed it was reached from (seeds are 0)
     "link_count": int,  # distinct outgoing http(s) links found on the page
+    "attempts": int,  # fetches made, retries included
     "fetched_at": str,  # UTC, ISO 8601
-    "elapsed_ms": float,  # request start to last body byte
+    "elapsed_ms": float,  # request start to last body byte, of the last attempt
     "backend": str,
-    "error_kind": str,  # NULL on success; http, timeout, dns, refused, connection, redirects, ...
+    "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
     "error_message": str,
 }
 LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str}
+FRONTIER_COLUMNS: dict[str, type] = {
+    "seq": int,  # discovery order, which is crawl order
+    "url": str,
+    "origin": str,  # scheme://host:port, the unit of politeness and robots.txt
+    "depth": int,
+    "hops": int,  # redirects followed to reach this URL
+    "via": str,  # the redirect chain that led here, one URL a line
+    "state": str,  # queued (not yet written to pages, including what is in flight) or done
+}
+QUEUED, DONE = "queued", "done"
 
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_FLUSH_SECONDS = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class FrontierEntry:
+    """A URL to crawl, as the frontier table holds it."""
+
+    url: str
+    origin: str
+    depth: int
+    hops: int = 0
+    via: str | None = None
+    seq: int = 0  # assigned by the database
+
+
 def create_schema(db: sqlite_utils.Database) -> None:
-    """Create the `pages` and `links` tables and their indexes if they are not there yet."""
+    """Create the tables and indexes that are not there yet."""
     db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
+    # Columns added since the first release, for databases written by it.
+    pages = db.table("pages")
+    for column in ("truncated", "attempts"):
+        if column not in pages.columns_dict:
+            pages.add_column(column, int)
     db.table("links").create(LINKS_COLUMNS, pk=("from_url", "to_url"), if_not_exists=True)
     db.table("links").create_index(["to_url"], if_not_exists=True)
     db.table("pages").create_index(["host"], if_not_exists=True)
+    db.table("frontier").create(
+        FRONTIER_COLUMNS, pk="seq", not_null={"url", "origin", "depth", "hops", "state"}, if_not_exists=True
+    )
+    db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
+    db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
 
 
 class PageStore:
-    """Buffers page rows and their links, and writes them in one transaction per batch (or per second)."""
+    """Buffers pages, links, newly found URLs and redirect outcomes; writes them in one transaction per
+    batch (or per second). A page and its frontier entry's `done` mark are always written together."""
 
     def __init__(
         self,
@@ -55,16 +96,34 @@ class PageStore:
         self._flush_seconds = flush_seconds
         self._pages: list[dict[str, Any]] = []
         self._links: list[dict[str, str]] = []
+        self._found: list[tuple[str, str, int, int, str | None]] = []
+        self._final_urls: list[tuple[str, list[str]]] = []
         self._last_flush = time.monotonic()
+        counts = dict(self.db.execute("SELECT state, count(*) FROM frontier GROUP BY state").fetchall())
+        self.queued: int = counts.get(QUEUED, 0)  # kept current by flush()
+        self.done: int = counts.get(DONE, 0)
 
     def add(self, page: dict[str, Any], links: list[str]) -> None:
-        """Queue one page row and its outgoing links; writes when the batch is full or a second has passed."""
+        """Queue one page row and its outgoing links; marks its frontier entry done when written."""
         self._pages.append(page)
         self._links.extend({"from_url": page["url"], "to_url": link} for link in links)
         if len(self._pages) >= self._batch_size:
             self.flush()
         else:
             self.flush_if_due()
+
+    def discover(self, entries: list[FrontierEntry]) -> None:
+        """Queue URLs for the frontier; those it already holds (queued or done) are ignored when written."""
+        self._found.extend((e.url, e.origin, e.depth, e.hops, e.via) for e in entries)
+
+    def set_final_url(self, urls: list[str], final_url: str) -> None:
+        """Record where a chain of redirects ended, on every page of the chain."""
+        self._final_urls.append((final_url, urls))
+
+    @property
+    def has_unwritten_discoveries(self) -> bool:
+        """Whether URLs are waiting to be written to the frontier."""
+        return bool(self._found)
 
     def flush_if_due(self) -> None:
         """Write what is queued if a flush interval has passed since the last write."""
@@ -73,15 +132,58 @@ class PageStore:
 
     def flush(self) -> None:
         """Write everything queued in one transaction; a page fetched again replaces its old row and links."""
-        if self._pages:
+        if self._pages or self._found or self._final_urls:
             with self.db.atomic():
-                urls = [page["url"] for page in self._pages]
-                self.db.execute(f"DELETE FROM links WHERE from_url IN ({', '.join('?' * len(urls))})", urls)
-                self.db.table("pages").insert_all(self._pages, pk="url", replace=True)
-                self.db.table("links").insert_all(self._links, pk=("from_url", "to_url"), ignore=True)
+                conn = self.db.conn
+                if self._pages:
+                    urls = [page["url"] for page in self._pages]
+                    conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(urls))})", urls)
+                    self.db.table("pages").insert_all(self._pages, pk="url", replace=True)
+                    self.db.table("links").insert_all(self._links, pk=("from_url", "to_url"), ignore=True)
+                    done = conn.execute(
+                        f"UPDATE frontier SET state = '{DONE}' "
+                        f"WHERE state = '{QUEUED}' AND url IN ({_placeholders(len(urls))})",
+                        urls,
+                    ).rowcount
+                    self.queued -= done
+                    self.done += done
+                if self._found:
+                    before = conn.total_changes
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO frontier (url, origin, depth, hops, via, state) "
+                        f"VALUES (?, ?, ?, ?, ?, '{QUEUED}')",
+                        self._found,
+                    )
+                    self.queued += conn.total_changes - before
+                for final_url, urls in self._final_urls:
+                    conn.execute(
+                        f"UPDATE pages SET final_url = ? WHERE url IN ({_placeholders(len(urls))})", [final_url, *urls]
+                    )
         self._pages.clear()
         self._links.clear()
+        self._found.clear()
+        self._final_urls.clear()
         self._last_flush = time.monotonic()
+
+    def queued_after(self, seq: int, limit: int) -> list[FrontierEntry]:
+        """Up to `limit` queued frontier entries with a sequence number above `seq`, in crawl order."""
+        rows = self.db.execute(
+            f"SELECT url, origin, depth, hops, via, seq FROM frontier WHERE state = '{QUEUED}' AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            [seq, limit],
+        )
+        return [FrontierEntry(*row) for row in rows]
+
+    def done_by_origin(self) -> dict[str, int]:
+        """How many pages each origin has in the frontier as done (for per-host caps when resuming)."""
+        return dict(self.db.execute(f"SELECT origin, count(*) FROM frontier WHERE state = '{DONE}' GROUP BY origin"))
+
+    def reset_frontier(self) -> None:
+        """Forget the frontier, to start a new crawl in this database (pages stay until fetched again)."""
+        self.flush()
+        with self.db.atomic():
+            self.db.execute("DELETE FROM frontier")
+        self.queued = self.done = 0
 
     def close(self) -> None:
         """Flush and close the database."""

@@ -11,10 +11,14 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """The parts of an HTML page the crawler keeps: its title and its outgoing http(s) links, absolute."""
+    """The parts of an HTML page the crawler keeps: its title, its outgoing http(s) links (absolute, in
+    page order, without repeats), which of them only appear as rel=nofollow, and whether a robots meta tag
+    says not to follow any."""
 
     title: str | None = None
     links: list[str] = field(default_factory=list)
+    nofollow: frozenset[str] = frozenset()
+    meta_nofollow: bool = False
 
 
 class Parser(Protocol):

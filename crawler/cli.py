@@ -14,15 +14,23 @@ import sqlite_utils
 import typer
 
 from crawler.config import (
+    DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DB,
+    DEFAULT_DELAY,
     DEFAULT_DEPTH,
     DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_PER_HOST,
+    DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
     CrawlConfig,
 )
+from crawler.engine import NothingToResume
 from crawler.engine import crawl as run_crawl
+from crawler.progress import ProgressDisplay
 from crawler.report import stats_text, summary_text, table
 from crawler.seeds import SeedError, load_seeds
 from crawler.siteserver import serve_in_subprocess
@@ -60,15 +68,21 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _crawl_and_report(config: CrawlConfig, seeds: list[str]) -> None:
+def _crawl_and_report(config: CrawlConfig, seeds: list[str], quiet: bool) -> None:
     try:
-        summary = run_crawl(config, seeds)
+        with ProgressDisplay.for_terminal(quiet) as progress:
+            summary = run_crawl(config, seeds, progress)
+    except NothingToResume as exc:
+        fail(str(exc))
     except sqlite3.Error as exc:
         fail(f"cannot write the database {config.db_path}: {exc}", 1)
     typer.echo(summary_text(summary, len(seeds), config.db_path))
+    again = f"crawler crawl --resume --db {config.db_path}"
     if summary.interrupted:
-        typer.echo("Interrupted: the pages fetched so far are in the database.", err=True)
+        typer.echo(f"Interrupted: what was fetched is saved. To continue: {again}", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.limit_reached and summary.queued:
+        typer.echo(f"Stopped at --max-pages {config.max_pages}. To go on: {again} --max-pages N", err=True)
 
 
 @app.command()
@@ -82,40 +96,86 @@ def crawl(
     backend: BackendOption = Backend.asyncio,
     db: DbOption = Path(DEFAULT_DB),
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = DEFAULT_CONCURRENCY,
-    depth: Annotated[
-        int, typer.Option(min=0, help="Link hops to follow from the seeds (0: the seeds only).")
-    ] = DEFAULT_DEPTH,
+    per_host: Annotated[int, typer.Option(min=1, help="Requests in flight at once to one host.")] = DEFAULT_PER_HOST,
+    delay: Annotated[
+        float, typer.Option(min=0, help="Seconds between requests to one host (robots.txt Crawl-delay wins if longer).")
+    ] = DEFAULT_DELAY,
+    depth: Annotated[int, typer.Option(min=0, help="Link hops to follow from the seeds (0: the seeds only).")] = (
+        DEFAULT_DEPTH
+    ),
     max_pages: Annotated[int, typer.Option(min=1, help="Stop after fetching this many pages.")] = DEFAULT_MAX_PAGES,
+    max_pages_per_host: Annotated[
+        int, typer.Option(min=0, help="Fetch at most this many pages from one host (0: no cap).")
+    ] = 0,
     same_host: Annotated[
         bool, typer.Option("--same-host/--any-host", help="Follow links only to the seeds' hosts, or anywhere.")
     ] = True,
     timeout: Annotated[
-        float, typer.Option(min=0.001, help="Seconds to wait to connect, and between bytes.")
+        float, typer.Option(min=0.001, help="Seconds one request may take in all, connecting to last byte.")
     ] = DEFAULT_TIMEOUT,
+    connect_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for a connection.")] = (
+        DEFAULT_CONNECT_TIMEOUT
+    ),
+    retries: Annotated[
+        int, typer.Option(min=0, help="Retries after a timeout, connection error, 408, 429, 500, 502, 503 or 504.")
+    ] = DEFAULT_RETRIES,
+    backoff: Annotated[
+        float, typer.Option(min=0, help="Seconds before the first retry; doubles each time, with jitter.")
+    ] = DEFAULT_BACKOFF,
+    max_size: Annotated[
+        int, typer.Option(min=1, help="Bytes of a body to keep (after decompression); the rest is cut off.")
+    ] = DEFAULT_MAX_SIZE,
+    ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Do not fetch or obey robots.txt.")] = False,
+    ignore_nofollow: Annotated[
+        bool, typer.Option("--ignore-nofollow", help="Follow rel=nofollow links and pages with meta robots nofollow.")
+    ] = False,
     user_agent: Annotated[
-        str, typer.Option(help="The User-Agent header sent with every request.")
+        str, typer.Option(help="The User-Agent header, also the name robots.txt rules are matched against.")
     ] = DEFAULT_USER_AGENT,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the unfinished crawl in --db (seeds are then optional).")
+    ] = False,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Forget an unfinished crawl in --db and start from the seeds.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Crawl from seed URLs and record every page (status, size, title, links, timing) in a SQLite database."""
+    """Crawl from seed URLs and record every page (status, size, title, links, timing) in a SQLite database.
+
+    Running it again on the same database continues an unfinished (interrupted or killed) crawl.
+    """
+    if resume and restart:
+        fail("choose one of --resume and --restart")
     try:
-        urls, problems = load_seeds(seeds or ["seeds.txt"])
+        urls, problems = load_seeds(seeds or ([] if resume else ["seeds.txt"]))
     except SeedError as exc:
         fail(str(exc))
     for problem in problems:
         typer.echo(f"Skipped seed: {problem}", err=True)
-    if not urls:
+    if not urls and not resume:
         fail("no valid seed URL to crawl")
     config = CrawlConfig(
         backend=backend.value,
         db_path=str(db),
         concurrency=concurrency,
+        per_host=per_host,
+        delay=delay,
         depth=depth,
         max_pages=max_pages,
+        max_pages_per_host=max_pages_per_host,
         same_host=same_host,
         timeout=timeout,
+        connect_timeout=connect_timeout,
+        retries=retries,
+        backoff=backoff,
+        max_size=max_size,
+        obey_robots=not ignore_robots,
+        obey_nofollow=not ignore_nofollow,
         user_agent=user_agent,
+        resume=resume,
+        restart=restart,
     )
-    _crawl_and_report(config, urls)
+    _crawl_and_report(config, urls, quiet)
 
 
 @app.command()
@@ -124,6 +184,7 @@ def demo(
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site.")] = 300,
     db: DbOption = Path("demo.db"),
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Generate a site, serve it on 127.0.0.1, crawl it, and show the results. Needs no network."""
     for suffix in ("", "-wal", "-shm"):
@@ -131,15 +192,17 @@ def demo(
     typer.echo(f"Serving a generated site of {pages} pages on 127.0.0.1 ...")
     with serve_in_subprocess(pages) as origin:
         typer.echo(f"Crawling {origin}/ with the {backend.value} backend\n")
+        # The whole site, as fast as it will go: it is our own server.
         config = CrawlConfig(
             backend=backend.value,
             db_path=str(db),
             concurrency=concurrency,
+            per_host=concurrency,
             depth=pages,
             max_pages=2 * pages + 100,
-            timeout=DEFAULT_TIMEOUT,
+            backoff=0.1,
         )
-        _crawl_and_report(config, [f"{origin}/"])
+        _crawl_and_report(config, [f"{origin}/"], quiet)
     with open_readonly(db) as database:
         typer.echo("\n" + stats_text(stats(database)))
     typer.echo(f'\nExplore it: crawler top --db {db}   crawler query --db {db} "SELECT ..."')

@@ -8,12 +8,20 @@ from crawler import __version__
 
 DEFAULT_BACKEND = "asyncio"
 DEFAULT_DB = "crawl.db"
-# Modest defaults: a crawl of a short seed list samples each site and ends within minutes, and never
-# keeps more than a handful of requests open (issue #3 adds per-host limits and delays).
+# Modest defaults: a crawl of a short seed list samples each site politely (two requests at a time per
+# host, robots.txt obeyed) and ends within minutes.
 DEFAULT_CONCURRENCY = 8
+DEFAULT_PER_HOST = 2
+DEFAULT_DELAY = 0.0
 DEFAULT_DEPTH = 2
 DEFAULT_MAX_PAGES = 500
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_RETRIES = 2
+DEFAULT_BACKOFF = 1.0
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_MAX_URL_LENGTH = 2083  # longer links are almost always traps or garbage (Scrapy's limit too)
 DEFAULT_USER_AGENT = f"crawler/{__version__}"
 
 
@@ -24,8 +32,21 @@ class CrawlConfig:
     backend: str = DEFAULT_BACKEND
     db_path: str = DEFAULT_DB
     concurrency: int = DEFAULT_CONCURRENCY
+    per_host: int = DEFAULT_PER_HOST
+    delay: float = DEFAULT_DELAY  # seconds between request starts on one host (robots.txt may ask for more)
     depth: int = DEFAULT_DEPTH
     max_pages: int = DEFAULT_MAX_PAGES
+    max_pages_per_host: int = 0  # 0: no cap
     same_host: bool = True
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # total per request: connect, headers and body
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    retries: int = DEFAULT_RETRIES
+    backoff: float = DEFAULT_BACKOFF  # first retry waits about this long, then twice as long each time
+    max_size: int = DEFAULT_MAX_SIZE
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH
+    obey_robots: bool = True
+    obey_nofollow: bool = True
     user_agent: str = DEFAULT_USER_AGENT
+    resume: bool = False  # insist on continuing an unfinished crawl
+    restart: bool = False  # forget an unfinished crawl and start from the seeds

@@ -34,9 +34,14 @@ def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
         f"with the {summary.backend} backend in {summary.elapsed:.2f} s ({summary.pages_per_second:.1f} pages/s)",
         f"  ok       {summary.pages - summary.errors}",
         f"  errors   {summary.errors}" + (f"  ({kinds})" if kinds else ""),
+        f"  retries  {summary.retries}",
         f"  bytes    {human_bytes(summary.bytes)} ({summary.bytes:,})",
         f"  database {db_path}",
     ]
+    if summary.resumed_from:
+        lines.append(f"  resumed  after {summary.resumed_from:,} pages done in earlier runs")
+    if summary.queued:
+        lines.append(f"  queued   {summary.queued:,} URLs not crawled yet")
     return "\n".join(lines)
 
 

@@ -26,3 +26,8 @@ def canonical(url: str) -> str:
 def host(url: str) -> str:
     """The host of a canonical URL (without port)."""
     return URL(url).host or ""
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a canonical URL: the unit of politeness and of robots.txt."""
+    return str(URL(url).origin())

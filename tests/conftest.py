@@ -22,6 +22,7 @@ from fetchers import BACKENDS
 BIG = 50_000
 SLOW_DELAY = 4.0
 TEST_TIMEOUT = "0.5"  # --timeout for crawls of the fixture site: /slow.html outlasts it
+FAST_RETRIES = ("--backoff", "0.01")  # retries still happen, without waiting seconds for them
 
 
 def _html(title: str, links: list[str], filler: int = 0) -> str:
@@ -69,7 +70,8 @@ def fixture_site() -> Site:
         "/files/report.pdf": Resource(
             b"%PDF-1.4 <a href='/never.html'>" + b"\0" * 2000, content_type="application/pdf"
         ),
-        "/old": Resource("", status=301, headers={"Location": "/docs/ref/intro.html"}),
+        "/old": Resource("", status=301, headers={"Location": "/docs/moved.html"}),
+        "/docs/moved.html": Resource(_html("Moved", [])),  # only reachable through the redirect, at depth 1
         "/slow.html": Resource(_html("Slow", []), delay=SLOW_DELAY),
         # depth 2
         "/docs/ref/intro.html": Resource(_html("Intro", [], filler=BIG)),

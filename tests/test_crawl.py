@@ -15,7 +15,7 @@ import pytest
 from crawler.sitegen import generate_site
 from crawler.siteserver import NOT_FOUND, SiteServer, serve_in_thread
 from fetchers import BACKENDS
-from tests.conftest import BIG, TEST_TIMEOUT, pages_by_url, rows, run_cli
+from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli
 
 FULL_SITE = [
     "/",
@@ -27,6 +27,7 @@ FULL_SITE = [
     "/files/report.pdf",
     "/old",
     "/slow.html",
+    "/docs/moved.html",
     "/docs/ref/intro.html",
     "/docs/api.html?v=2",
     "/docs/deep/one.html",
@@ -48,6 +49,7 @@ def crawl_site(site: SiteServer, backend: str, db: Path, *extra: str) -> tuple[s
         TEST_TIMEOUT,
         "--user-agent",
         agent,
+        *FAST_RETRIES,
         *extra,
     )
     assert run.exit_code == 0, run.stderr
@@ -99,6 +101,7 @@ def test_full_crawl_records_every_page_exactly(site: SiteServer, backend: str, t
         "/files/report.pdf": 1,
         "/old": 1,
         "/slow.html": 1,
+        "/docs/moved.html": 1,
         "/docs/ref/intro.html": 2,
         "/docs/api.html?v=2": 2,
         "/docs/deep/one.html": 2,
@@ -126,15 +129,24 @@ def test_full_crawl_records_every_page_exactly(site: SiteServer, backend: str, t
         None,
         0,
     )
-    # A redirect is followed; the row keeps the URL asked for and records where it ended.
+    # A redirect is a row of its own; its target is crawled at the same depth, and the row says where it went.
     old = page("/old")
-    assert (old["status"], old["final_url"], old["title"]) == (200, site.url("/docs/ref/intro.html"), "Intro")
-    assert "Crawled 13 pages" in stdout
+    assert (old["status"], old["final_url"], old["title"], old["error_kind"]) == (
+        301,
+        site.url("/docs/moved.html"),
+        None,
+        None,
+    )
+    assert page("/docs/moved.html")["title"] == "Moved"
+    assert "Crawled 14 pages" in stdout
     assert "errors   3  (" in stdout
 
-    # Every spelling of a link led to one fetch; the redirect target was fetched once more through /old.
+    # Every spelling of a link led to one fetch; robots.txt was asked for once; the timeout and the 500 were
+    # retried twice each.
     hits = Counter(hit.path for hit in site.hits if hit.user_agent == agent)
-    assert hits == {path: 1 for path in FULL_SITE} | {"/docs/ref/intro.html": 2}
+    assert hits == {path: 1 for path in FULL_SITE} | {"/robots.txt": 1, "/slow.html": 3, "/broken": 3}
+    assert page("/slow.html")["attempts"] == 3
+    assert page("/").get("attempts") == 1
 
 
 def test_links_are_absolute_canonical_and_http_only(site: SiteServer, backend: str, tmp_path: Path) -> None:
@@ -178,6 +190,7 @@ def test_links_are_absolute_canonical_and_http_only(site: SiteServer, backend: s
                 "/files/report.pdf",
                 "/old",
                 "/slow.html",
+                "/docs/moved.html",
             ],
         ),
     ],
@@ -212,7 +225,7 @@ def test_any_host_follows_links_to_other_hosts(site: SiteServer, backend: str, t
 
 def test_user_agent_is_sent(site: SiteServer, backend: str, tmp_path: Path) -> None:
     _, agent = crawl_site(site, backend, tmp_path / "crawl.db", "--depth", "0")
-    assert [hit.path for hit in site.hits if hit.user_agent == agent] == ["/"]
+    assert [hit.path for hit in site.hits if hit.user_agent == agent] == ["/robots.txt", "/"]
 
 
 def _closed_port() -> int:
@@ -224,12 +237,19 @@ def _closed_port() -> int:
 def test_refused_connection_is_a_row_and_the_crawl_exits_0(backend: str, tmp_path: Path) -> None:
     db = tmp_path / "crawl.db"
     url = f"http://127.0.0.1:{_closed_port()}/"
-    run = run_cli("crawl", url, "--backend", backend, "--db", str(db))
+    run = run_cli("crawl", url, "--backend", backend, "--db", str(db), *FAST_RETRIES)
     assert run.exit_code == 0, run.stderr
     row = pages_by_url(db)[url]
-    assert (row["status"], row["size"], row["error_kind"]) == (None, None, "refused")
-    assert row["error_message"]
+    # robots.txt could not be fetched, so the host was skipped, for the same reason.
+    assert (row["status"], row["size"], row["error_kind"], row["attempts"]) == (None, None, "refused", 0)
+    assert row["error_message"].startswith("robots.txt unreachable (refused)")
     assert "errors   1  (refused 1)" in run.stdout
+
+    ignoring = tmp_path / "ignoring.db"
+    run = run_cli("crawl", url, "--backend", backend, "--db", str(ignoring), "--ignore-robots", *FAST_RETRIES)
+    row = pages_by_url(ignoring)[url]
+    assert (row["status"], row["error_kind"], row["attempts"]) == (None, "refused", 3)
+    assert "retries  2" in run.stdout
 
 
 def _can_unshare_network() -> bool:

@@ -140,7 +140,7 @@ def test_backend_choices_match_the_registry() -> None:
 
 def test_gevent_backend_refuses_to_run_unpatched() -> None:
     with pytest.raises(RuntimeError, match="monkey patching"):
-        get_fetcher("gevent")(FetchSettings(concurrency=1, timeout=1, user_agent="t"))
+        get_fetcher("gevent")(FetchSettings(concurrency=1, timeout=1, connect_timeout=1, user_agent="t", max_size=1))
 
 
 @pytest.mark.parametrize(

@@ -232,8 +232,8 @@ class Engine:
             self._scheduler.push(replace(request, url=target, hops=request.hops + 1, attempt=1), now)
             return
         host_state.rules = RobotRules.from_response(result.status, result.body, result.error_kind)
-        host_state.delay = max(self.config.delay, host_state.rules.crawl_delay(self.config.user_agent))
-        for page in self._scheduler.unblock(host_state, now):
+        delay = max(self.config.delay, host_state.rules.crawl_delay(self.config.user_agent))
+        for page in self._scheduler.unblock(host_state, delay, now):
             self._admit(page, now)
 
     def _redirected(self, request: Request, result: FetchResult) -> None:

@@ -39,6 +39,7 @@ class Host:
     queue: deque[Request] = field(default_factory=deque)
     in_flight: int = 0
     next_start: float = 0.0
+    last_start: float = 0.0
     blocked: bool = False  # robots.txt is being fetched
     scheduled: bool = False  # in the ready deque or the timer heap
     pages: int = 0  # pages started, for the per-host cap
@@ -124,6 +125,7 @@ class Scheduler:
                 host.pages += 1
             host.in_flight += 1
             host.blocked = host.blocked or request.robots
+            host.last_start = now
             host.next_start = now + host.delay
             self._schedule(host, now)
             return request
@@ -141,9 +143,12 @@ class Scheduler:
         host.next_start = max(host.next_start, until)
         self._schedule(host, now)
 
-    def unblock(self, host: Host, now: float) -> list[Request]:
-        """robots.txt answered: take the origin's queued pages out (to be admitted again) and release it."""
+    def unblock(self, host: Host, delay: float, now: float) -> list[Request]:
+        """robots.txt answered with `delay` between requests: take the origin's queued pages out (to be
+        admitted again) and release the origin, its next start counted from robots.txt's."""
         host.blocked = False
+        host.delay = delay
+        host.next_start = max(host.next_start, host.last_start + delay)
         pages = [request for request in host.queue if not request.robots]
         host.queue = deque(request for request in host.queue if request.robots)
         self.queued -= len(pages)

@@ -7,16 +7,18 @@ import argparse
 import asyncio
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from crawler.sitegen import Site, generate_site
+from crawler.sitegen import Resource, Site, generate_site
 
 LOOPBACK = "127.0.0.1"
 NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No such page.</body></html>"
@@ -24,10 +26,12 @@ NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One request the server answered: its path and the User-Agent it carried."""
+    """One request the server received: its path, the User-Agent it carried, and when it came
+    (time.monotonic(), comparable with the test's clock when the server runs in the test's process)."""
 
     path: str
     user_agent: str | None
+    at: float
 
 
 class SiteServer:
@@ -37,6 +41,9 @@ class SiteServer:
     def __init__(self, site: Site, host: str = LOOPBACK) -> None:
         self.site = site
         self.hits: list[Hit] = []
+        self.active = 0  # requests being answered now
+        self.max_active = 0
+        self._served: dict[str, int] = {}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, 0))
@@ -52,17 +59,56 @@ class SiteServer:
         """The absolute URL of `path` on this server."""
         return self.origin + path
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.hits.append(Hit(request.raw_path, request.headers.get("User-Agent")))
-        entry = self._rendered.get(request.raw_path)
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path
+        self.hits.append(Hit(path, request.headers.get("User-Agent"), time.monotonic()))
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            return await self._answer(request, path)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request, path: str) -> web.StreamResponse:
+        entry = self._rendered.get(path)
         if entry is None:
             return web.Response(body=NOT_FOUND, status=404, content_type="text/html", charset="utf-8")
         resource, body, headers = entry
+        served = self._served[path] = self._served.get(path, 0) + 1
+        if served <= len(resource.failures):
+            extra = {"Retry-After": resource.retry_after} if resource.retry_after else {}
+            return web.Response(body=b"try later", status=resource.failures[served - 1], headers=extra)
+        if resource.behaviour:
+            return await self._misbehave(request, resource, body, headers)
         if resource.delay:
             await asyncio.sleep(resource.delay)
         response = web.Response(body=body, status=resource.status, headers=headers)
         if resource.content_type:
             response.headers["Content-Type"] = resource.content_type
+        return response
+
+    async def _misbehave(
+        self, request: web.Request, resource: Resource, body: bytes, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=resource.status, headers=headers)
+        if resource.content_type:
+            response.headers["Content-Type"] = resource.content_type
+        response.content_length = len(body)
+        await response.prepare(request)
+        if resource.behaviour == "trickle":
+            for index in range(len(body)):
+                await response.write(body[index : index + 1])
+                await asyncio.sleep(resource.delay)
+        elif resource.behaviour == "stall":
+            await asyncio.sleep(3600)  # cancelled when the server stops
+        elif resource.behaviour in ("short", "reset"):
+            await response.write(body[: len(body) // 2])
+            transport = request.transport
+            assert transport is not None
+            if resource.behaviour == "reset":  # SO_LINGER 0: close() sends a RST instead of a FIN
+                sock = transport.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.close()
         return response
 
     async def start(self) -> None:
@@ -85,9 +131,9 @@ class SiteServer:
 
 
 @contextmanager
-def serve_in_thread(site: Site) -> Iterator[SiteServer]:
+def serve_in_thread(site: Site, host: str = LOOPBACK) -> Iterator[SiteServer]:
     """Serve `site` from an event loop on a background thread for as long as the block runs."""
-    server = SiteServer(site)
+    server = SiteServer(site, host)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="site-server", daemon=True)
     thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import threading
 from functools import partial
 
 import requests
@@ -12,17 +13,20 @@ import requests
 from fetchers.base import ErrorKind, Fetcher, FetchResult, FetchSettings, ResultCallback, error_result
 from fetchers.requests_http import fetch, new_session
 
+STARTUP_TIMEOUT = 60.0
+
 # Per worker process, set by the pool initializer: a worker fetches one URL at a time on its own session.
 _worker_session: requests.Session | None = None
 _worker_settings: FetchSettings | None = None
 
 
-def _init_worker(settings: FetchSettings) -> None:
+def _init_worker(settings: FetchSettings, ready: threading.Barrier) -> None:
     global _worker_session, _worker_settings
     # Ctrl-C is the main process's to handle; a worker interrupted mid-fetch would break the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_session = new_session(settings)
     _worker_settings = settings
+    ready.wait(STARTUP_TIMEOUT)
 
 
 def fetch_one(url: str) -> FetchResult:
@@ -44,7 +48,10 @@ class ProcessFetcher(Fetcher):
         super().__init__(settings)
         # forkserver: workers start from a clean single-threaded server, not a fork of a threaded parent.
         context = multiprocessing.get_context("forkserver")
-        self._pool = context.Pool(settings.concurrency, initializer=_init_worker, initargs=(settings,))
+        # Wait until every worker is up, so that the crawl (and its politeness timing) starts with them.
+        ready = context.Barrier(settings.concurrency + 1)
+        self._pool = context.Pool(settings.concurrency, initializer=_init_worker, initargs=(settings, ready))
+        ready.wait(STARTUP_TIMEOUT)
 
     def submit(self, url: str, on_result: ResultCallback) -> None:
         """Send the URL to a worker; the result arrives on the pool's result-handler thread."""

@@ -6,7 +6,8 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ TEST_TIMEOUT = "0.5"  # --timeout for crawls of the fixture site: /slow.html out
 FAST_RETRIES = ("--backoff", "0.01")  # retries still happen, without waiting seconds for them
 
 
-def _html(title: str, links: list[str], filler: int = 0) -> str:
+def page_html(title: str, links: list[str], filler: int = 0, head: str = "") -> str:
+    """A small HTML page with a title, `head` markup, links and `filler` bytes of text."""
     anchors = "".join(f'<a href="{href}">{href}</a>\n' for href in links)
     return (
-        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>\n{anchors}<p>{'x' * filler}</p></body></html>"
+        f"<!DOCTYPE html><html><head><title>{title}</title>{head}</head>"
+        f"<body>\n{anchors}<p>{'x' * filler}</p></body></html>"
     )
 
 
@@ -37,7 +40,7 @@ def fixture_site() -> Site:
     return {
         # depth 0
         "/": Resource(
-            _html(
+            page_html(
                 "Home",
                 [
                     "about.html",  # document-relative
@@ -60,27 +63,27 @@ def fixture_site() -> Site:
             )
         ),
         # depth 1
-        "/about.html": Resource(_html("About   us\n", ["/"], filler=1000)),
+        "/about.html": Resource(page_html("About   us\n", ["/"], filler=1000)),
         "/docs/guide.html": Resource(
             '<html><head><base href="/docs/ref/"><title>Guide</title></head>'
             '<body><a href="intro.html">intro</a> <a href="../api.html">api</a></body></html>'
         ),
-        "/docs/api.html": Resource(_html("API", ["?v=2", "deep/one.html"])),
-        "/broken": Resource(_html("Oops", ["/never-followed.html"]), status=500),
+        "/docs/api.html": Resource(page_html("API", ["?v=2", "deep/one.html"])),
+        "/broken": Resource(page_html("Oops", ["/never-followed.html"]), status=500),
         "/files/report.pdf": Resource(
             b"%PDF-1.4 <a href='/never.html'>" + b"\0" * 2000, content_type="application/pdf"
         ),
         "/old": Resource("", status=301, headers={"Location": "/docs/moved.html"}),
-        "/docs/moved.html": Resource(_html("Moved", [])),  # only reachable through the redirect, at depth 1
-        "/slow.html": Resource(_html("Slow", []), delay=SLOW_DELAY),
+        "/docs/moved.html": Resource(page_html("Moved", [])),  # only reachable through the redirect, at depth 1
+        "/slow.html": Resource(page_html("Slow", []), delay=SLOW_DELAY),
         # depth 2
-        "/docs/ref/intro.html": Resource(_html("Intro", [], filler=BIG)),
-        "/docs/api.html?v=2": Resource(_html("API v2", [])),
-        "/docs/deep/one.html": Resource(_html("One", ["two.html"])),
+        "/docs/ref/intro.html": Resource(page_html("Intro", [], filler=BIG)),
+        "/docs/api.html?v=2": Resource(page_html("API v2", [])),
+        "/docs/deep/one.html": Resource(page_html("One", ["two.html"])),
         # depth 3
-        "/docs/deep/two.html": Resource(_html("Two", [])),
+        "/docs/deep/two.html": Resource(page_html("Two", [])),
         # only reachable with --any-host, through http://localhost:PORT
-        "/offsite.html": Resource(_html("Offsite", [])),
+        "/offsite.html": Resource(page_html("Offsite", [])),
     }
 
 
@@ -89,6 +92,13 @@ def site() -> Iterator[SiteServer]:
     """The fixture site, served on 127.0.0.1 for the whole session."""
     with serve_in_thread(fixture_site()) as server:
         yield server
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., SiteServer]]:
+    """Start servers for this test only: `serve(site)` or `serve(site, host="127.0.0.2")`."""
+    with ExitStack() as stack:
+        yield lambda site, **kwargs: stack.enter_context(serve_in_thread(site, **kwargs))
 
 
 @pytest.fixture(params=list(BACKENDS))

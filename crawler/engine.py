@@ -118,7 +118,7 @@ class Engine:
         self._in_flight: dict[int, Request] = {}
         self._tokens = 0
         self._cursor = 0  # highest frontier seq loaded into memory
-        self._dry_at: int | None = None  # the store's queued count when the frontier last read empty
+        self._dry_at: int | None = None  # the store's `added` count when the frontier last read empty
         self._started = 0  # first attempts of pages submitted, including those done in earlier runs
         self._seed_hosts: set[str] = set()
         self._stopping = False
@@ -140,7 +140,7 @@ class Engine:
             self._scheduler.queued < self.config.concurrency or not self._in_flight
         ):
             self._store.flush()  # newly found links become crawlable once written
-        if self._dry_at == self._store.queued:
+        if self._dry_at == self._store.added:
             return
         entries = self._store.queued_after(self._cursor, WINDOW - self._scheduler.queued)
         now = time.monotonic()
@@ -148,7 +148,7 @@ class Engine:
             self._cursor = entry.seq
             via = tuple(entry.via.split("\n")) if entry.via else ()
             self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via), now)
-        self._dry_at = self._store.queued if len(entries) < WINDOW - self._scheduler.queued else None
+        self._dry_at = self._store.added if len(entries) < WINDOW - self._scheduler.queued else None
 
     def _admit(self, request: Request, now: float) -> None:
         """Queue a page on its origin, behind that origin's robots.txt; drop it if robots.txt forbids it."""
@@ -210,7 +210,7 @@ class Engine:
             self._record(request, result)
 
     def _should_retry(self, request: Request, result: FetchResult, now: float) -> bool:
-        retryable = result.status in RETRY_STATUSES or (result.status is None and result.error_kind in RETRY_ERRORS)
+        retryable = result.status in RETRY_STATUSES or result.error_kind in RETRY_ERRORS
         if not retryable or request.attempt > self.config.retries or self._stopping:
             return False
         wait = self.config.backoff * 2 ** (request.attempt - 1) * self._random.uniform(0.5, 1.5)

@@ -41,15 +41,17 @@ class Resource:
 
     def render(self, origin: str) -> bytes:
         """The body with the placeholders filled in for a server at `origin`."""
-        if isinstance(self.body, bytes):
-            return self.body
-        netloc = origin.split("://", 1)[1]
-        port = netloc.rsplit(":", 1)[1]
-        return self.body.replace(ORIGIN, origin).replace(NETLOC, netloc).replace(PORT, port).encode()
+        return self.body if isinstance(self.body, bytes) else fill(self.body, origin).encode()
 
     def render_headers(self, origin: str) -> dict[str, str]:
         """The headers, placeholders filled in (a redirect's Location may name the origin)."""
-        return {name: value.replace(ORIGIN, origin) for name, value in self.headers.items()}
+        return {name: fill(value, origin) for name, value in self.headers.items()}
+
+
+def fill(text: str, origin: str) -> str:
+    """`text` with the placeholders filled in for a server at `origin` (http://host:port)."""
+    netloc = origin.split("://", 1)[1]
+    return text.replace(ORIGIN, origin).replace(NETLOC, netloc).replace(PORT, netloc.rsplit(":", 1)[1])
 
 
 Site = dict[str, Resource]  # path (with query string, as requested) -> resource

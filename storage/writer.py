@@ -102,6 +102,7 @@ class PageStore:
         counts = dict(self.db.execute("SELECT state, count(*) FROM frontier GROUP BY state").fetchall())
         self.queued: int = counts.get(QUEUED, 0)  # kept current by flush()
         self.done: int = counts.get(DONE, 0)
+        self.added = 0  # frontier entries this store has inserted: only ever grows
 
     def add(self, page: dict[str, Any], links: list[str]) -> None:
         """Queue one page row and its outgoing links; marks its frontier entry done when written."""
@@ -154,6 +155,7 @@ class PageStore:
                         f"VALUES (?, ?, ?, ?, ?, '{QUEUED}')",
                         self._found,
                     )
+                    self.added += conn.total_changes - before
                     self.queued += conn.total_changes - before
                 for final_url, urls in self._final_urls:
                     conn.execute(

@@ -4,6 +4,8 @@ which the `crawler` command does when `--backend gevent` is chosen."""
 
 from __future__ import annotations
 
+import signal
+
 import gevent
 import gevent.monkey
 import gevent.pool
@@ -26,6 +28,9 @@ class GeventFetcher(Fetcher):
             )
         super().__init__(settings)
         self._pool = gevent.pool.Pool(settings.concurrency)
+        # Ctrl-C would otherwise land in whichever greenlet is running, killing that fetch with a traceback;
+        # deliver it to the main greenlet (the crawl loop) instead, as gevent does with system errors.
+        self._sigint = gevent.signal_handler(signal.SIGINT, self._interrupt_main)
         # Idle sessions: a greenlet borrows one for its request, so there are at most `concurrency` of them.
         self._idle: list[requests.Session] = []
         self._all: list[requests.Session] = []
@@ -43,6 +48,11 @@ class GeventFetcher(Fetcher):
         self._all.append(session)
         return session
 
+    @staticmethod
+    def _interrupt_main() -> None:
+        hub = gevent.get_hub()
+        hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
+
     def submit(self, url: str, on_result: ResultCallback) -> None:
         """Spawn a greenlet for the fetch (waiting cooperatively if all `concurrency` slots are busy)."""
         self._pool.spawn(self._fetch_and_report, url, on_result)
@@ -50,5 +60,6 @@ class GeventFetcher(Fetcher):
     def close(self) -> None:
         """Join every running greenlet, then close the sessions."""
         gevent.joinall(list(self._pool))
+        self._sigint.cancel()
         for session in self._all:
             session.close()

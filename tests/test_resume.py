@@ -1,0 +1,150 @@
+"""Crash-safe resume: the frontier lives in the database, so a crawl killed or interrupted anywhere
+continues where it stopped, losing and repeating nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from crawler.sitegen import Site, generate_site
+from crawler.siteserver import SiteServer
+from tests.conftest import FAST_RETRIES, pages_by_url, rows, run_cli
+
+Serve = Callable[..., SiteServer]
+
+
+def slow_site(pages: int, delay: float) -> Site:
+    """A generated site whose every answer takes `delay` seconds."""
+    return {path: dataclasses.replace(resource, delay=delay) for path, resource in generate_site(pages, 3).items()}
+
+
+def start_crawl(server: SiteServer, backend: str, db: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", "crawl", server.url("/"), "--backend", backend, "--db", str(db),
+         "--depth", "100", "--max-pages", "5000", "--per-host", "4", *FAST_RETRIES, *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_pages(db: Path, count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(rows(db, "SELECT url FROM pages")) >= count:
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the crawl did not reach {count} pages in {timeout} s")
+
+
+def frontier_states(db: Path) -> dict[str, int]:
+    return {row["state"]: row["n"] for row in rows(db, "SELECT state, count(*) AS n FROM frontier GROUP BY state")}
+
+
+def outcome(db: Path, server: SiteServer) -> set[tuple[str, int | None, int | None]]:
+    return {(url.removeprefix(server.origin), row["status"], row["size"]) for url, row in pages_by_url(db).items()}
+
+
+def test_kill_9_mid_crawl_then_resume_loses_nothing(serve: Serve, backend: str, tmp_path: Path) -> None:
+    server = serve(slow_site(80, delay=0.02))
+    reference = tmp_path / "reference.db"
+    complete = start_crawl(server, backend, reference, "--quiet")
+    assert complete.communicate(timeout=120) and complete.returncode == 0
+
+    db = tmp_path / "crawl.db"
+    process = start_crawl(server, backend, db, "--quiet")
+    wait_for_pages(db, 25)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    states = frontier_states(db)
+    done_before = {url.removeprefix(server.origin) for url in pages_by_url(db)}
+    assert states["done"] == len(done_before) >= 25
+    assert states["queued"] > 0  # what was queued and in flight at the kill
+
+    server.hits.clear()
+    resumed = start_crawl(server, backend, db)
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert f"resumed  after {states['done']:,} pages done in earlier runs" in stdout
+    # The same pages, sizes and statuses as an uninterrupted crawl; nothing left queued.
+    assert outcome(db, server) == outcome(reference, server)
+    assert frontier_states(db) == {"done": len(outcome(reference, server))}
+    # Pages written before the kill were not fetched again; the rest, in flight at the kill included, were.
+    fetched_after = [hit.path for hit in server.hits if hit.path != "/robots.txt"]
+    assert not done_before & set(fetched_after)
+    assert set(fetched_after) == {page for page, _, _ in outcome(db, server)} - done_before
+
+
+def test_ctrl_c_stops_gracefully_and_resume_finishes(serve: Serve, backend: str, tmp_path: Path) -> None:
+    server = serve(slow_site(60, delay=0.05))
+    db = tmp_path / "crawl.db"
+    process = start_crawl(server, backend, db)
+    wait_for_pages(db, 10)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Interrupted after" in stdout
+    assert f"Interrupted: what was fetched is saved. To continue: crawler crawl --resume --db {db}" in stderr
+    assert "Traceback" not in stderr
+    interrupted = frontier_states(db)
+    assert interrupted["done"] == len(rows(db, "SELECT url FROM pages")) and interrupted["queued"] > 0
+
+    run = run_cli("crawl", "--resume", "--db", str(db), "--backend", backend, "--depth", "100", "--max-pages", "5000",
+                  *FAST_RETRIES)  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert frontier_states(db) == {"done": len(rows(db, "SELECT url FROM pages"))}
+    assert {page for page, status, _ in outcome(db, server) if status == 200} >= {
+        path for path, resource in server.site.items() if resource.status == 200
+    }
+
+
+def test_max_pages_counts_across_runs(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    args = ("crawl", site.url("/"), "--backend", backend, "--db", str(db), "--timeout", "0.5", *FAST_RETRIES)
+    first = run_cli(*args, "--max-pages", "3")
+    assert first.exit_code == 0, first.stderr
+    assert len(pages_by_url(db)) == 3
+    assert f"Stopped at --max-pages 3. To go on: crawler crawl --resume --db {db} --max-pages N" in first.stderr
+    second = run_cli(*args, "--max-pages", "6")
+    assert len(pages_by_url(db)) == 6
+    assert "resumed  after 3 pages done in earlier runs" in second.stdout
+    # Nothing more to do at the same limit.
+    third = run_cli(*args, "--max-pages", "6")
+    assert (third.exit_code, len(pages_by_url(db))) == (0, 6)
+    assert "Crawled 0 pages" in third.stdout
+
+
+def test_restart_and_resume_flags(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    base = ("--backend", backend, "--db", str(db), "--timeout", "0.5", *FAST_RETRIES)
+    assert run_cli("crawl", site.url("/"), *base, "--depth", "0").exit_code == 0
+    # A finished crawl is not resumable; the same command crawls anew.
+    nothing = run_cli("crawl", "--resume", *base)
+    assert (nothing.exit_code, nothing.stderr.strip()) == (2, f"Error: {db} holds no unfinished crawl to resume")
+    again = run_cli("crawl", site.url("/"), *base, "--depth", "0")
+    assert "Crawled 1 pages" in again.stdout and "resumed" not in again.stdout
+    # --restart forgets an unfinished crawl and starts from the seeds given.
+    assert run_cli("crawl", site.url("/"), *base, "--depth", "5", "--max-pages", "2").exit_code == 0
+    assert frontier_states(db)["queued"] > 0
+    restarted = run_cli("crawl", site.url("/about.html"), *base, "--depth", "0", "--restart")
+    assert "Crawled 1 pages" in restarted.stdout and "resumed" not in restarted.stdout
+    assert frontier_states(db) == {"done": 1}
+    both = run_cli("crawl", "--resume", "--restart", *base)
+    assert (both.exit_code, both.stderr.strip()) == (2, "Error: choose one of --resume and --restart")
+
+
+def test_resume_is_the_default_when_the_database_has_an_unfinished_crawl(
+    site: SiteServer, backend: str, tmp_path: Path
+) -> None:
+    db = tmp_path / "crawl.db"
+    args = ("--backend", backend, "--db", str(db), "--timeout", "0.5", *FAST_RETRIES)
+    run_cli("crawl", site.url("/"), *args, "--max-pages", "2")
+    run = run_cli("crawl", site.url("/"), *args, "--depth", "5")
+    assert "resumed  after 2 pages done in earlier runs" in run.stdout
+    assert len(pages_by_url(db)) == 14

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,3 +189,20 @@ def test_link_rules_nofollow_long_urls_and_traps(serve: Serve, backend: str, tmp
         "/", "/followed.html", "/nofollow.html", "/both.html", "/meta.html", "/from-meta.html",
         *[f"/cal/{n}" for n in range(6)],
     ])  # fmt: skip
+
+
+def test_connect_timeout_is_separate_from_the_deadline(backend: str, tmp_path: Path) -> None:
+    # A listening socket whose accept backlog is full drops new SYNs: connecting hangs, on loopback.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        start = time.monotonic()
+        run = run_cli("crawl", url, "--backend", backend, "--db", str(tmp_path / "a.db"), "--connect-timeout", "0.5",
+                      "--timeout", "30", "--retries", "0", "--ignore-robots")  # fmt: skip
+        assert run.exit_code == 0, run.stderr
+        assert time.monotonic() - start < 10
+    row = pages_by_url(tmp_path / "a.db")[url]
+    assert (row["status"], row["error_kind"]) == (None, "timeout")
+    assert 400 <= row["elapsed_ms"] < 2000

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from crawler.__main__ import wants_gevent
 from crawler.cli import Backend
+from crawler.engine import CrawlSummary, retry_after_seconds
+from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
 from crawler.report import human_bytes
+from crawler.scheduler import Request, Scheduler
 from crawler.seeds import SeedError, load_seeds
+from crawler.siteserver import SiteServer
 from crawler.urls import canonical
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import os_error_kind
 from parsers import SoupParser, is_html
 from storage import PageStore
-from tests.conftest import rows
+from tests.conftest import rows, run_cli
 
 
 @pytest.mark.parametrize(
@@ -182,3 +188,91 @@ def test_store_replaces_a_page_and_its_links_when_fetched_again(tmp_path: Path) 
     store.close()
     assert [(r["url"], r["size"]) for r in rows(db)] == [("http://h/", 20)]
     assert rows(db, "SELECT to_url FROM links") == [{"to_url": "http://h/c"}]
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_seconds("120", now) == 120
+    assert retry_after_seconds("Sun, 22 Nov 2026 12:00:30 GMT", now) == 30
+    assert retry_after_seconds("Sun, 22 Nov 2026 11:00:00 GMT", now) == 0  # in the past: no wait
+    assert retry_after_seconds("soon", now) is None
+    assert retry_after_seconds(None, now) is None
+
+
+def test_scheduler_round_robin_per_host_limit_delay_and_pause() -> None:
+    scheduler = Scheduler(per_host=2, delay=0.0)
+    for name in ("a1", "a2", "a3"):
+        scheduler.push(Request(f"http://a/{name}", "http://a", 0), now=0)
+    scheduler.push(Request("http://b/b1", "http://b", 0), now=0)
+    started = [scheduler.pop(0) for _ in range(4)]
+    # a, b, a in turn; then a is at its limit of two in flight.
+    assert [r.url if r else None for r in started] == ["http://a/a1", "http://b/b1", "http://a/a2", None]
+    scheduler.finished(started[0], now=0)  # type: ignore[arg-type]
+    assert scheduler.pop(0).url == "http://a/a3"  # type: ignore[union-attr]
+    assert scheduler.queued == 0
+
+    slow = Scheduler(per_host=4, delay=1.0)
+    for index in range(2):
+        slow.push(Request(f"http://c/{index}", "http://c", 0), now=10)
+    assert slow.pop(10).url == "http://c/0"  # type: ignore[union-attr]
+    assert slow.pop(10.5) is None and slow.next_timer() == 11
+    assert slow.pop(11).url == "http://c/1"  # type: ignore[union-attr]
+
+    paused = Scheduler(per_host=1, delay=0.0)
+    paused.push(Request("http://d/1", "http://d", 0), now=0)
+    paused.pause("http://d", until=5, now=0)
+    assert paused.pop(4.9) is None
+    assert paused.pop(5).url == "http://d/1"  # type: ignore[union-attr]
+
+
+def test_scheduler_holds_retries_and_caps_pages_per_host() -> None:
+    scheduler = Scheduler(per_host=1, delay=0.0, max_pages_per_host=2)
+    first = Request("http://a/1", "http://a", 0)
+    scheduler.push(first, now=0)
+    scheduler.push(Request("http://a/2", "http://a", 0), now=0)
+    scheduler.push(Request("http://a/3", "http://a", 0), now=0)
+    assert scheduler.pop(0) is first
+    scheduler.finished(first, now=0)
+    scheduler.later(Request("http://a/1", "http://a", 0, attempt=2), at=3)
+    assert scheduler.pop(1).url == "http://a/2"  # type: ignore[union-attr]
+    scheduler.finished(Request("http://a/2", "http://a", 0), now=1)
+    assert scheduler.pop(2) is None  # a/3 is over the cap; the retry is not due yet
+    retry = scheduler.pop(3)
+    assert (retry.url, retry.attempt) == ("http://a/1", 2)  # type: ignore[union-attr]
+    assert scheduler.queued == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_live_on_a_terminal_lines_otherwise_and_quiet() -> None:
+    summary = CrawlSummary(backend="thread", pages=1234, errors=5, bytes=2048, elapsed=2.0, queued=77, in_flight=3)
+    expected = "1,234 pages  77 queued  3 in flight  5 errors  0 retries  617.0 pages/s  2.0 KB"
+    assert status_line(summary) == expected
+
+    terminal = _Terminal()
+    with ProgressDisplay.for_terminal(quiet=False, stream=terminal) as live:
+        assert live.mode is Mode.LIVE
+        live(summary)
+        assert expected in terminal.getvalue()
+
+    piped = io.StringIO()
+    with ProgressDisplay.for_terminal(quiet=False, stream=piped) as log:
+        assert log.mode is Mode.LOG
+        log(summary)  # the first line waits for the interval
+        assert piped.getvalue() == ""
+        log._last_log -= LOG_INTERVAL
+        log(summary)
+    assert piped.getvalue() == f"[    2.0 s] {expected}\n"
+
+    silent = _Terminal()
+    with ProgressDisplay.for_terminal(quiet=True, stream=silent) as quiet:
+        quiet(summary)
+    assert silent.getvalue() == ""
+
+
+def test_crawl_progress_goes_to_stderr_unless_quiet(site: SiteServer, tmp_path: Path) -> None:
+    run = run_cli("crawl", site.url("/about.html"), "--db", str(tmp_path / "a.db"), "--depth", "0", "--quiet")
+    assert (run.exit_code, run.stderr) == (0, "")

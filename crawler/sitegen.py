@@ -92,15 +92,19 @@ def _paragraphs(rng: random.Random, size: int) -> str:
     return "".join(chunks)
 
 
-def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 2, max_kb: float = 80) -> Site:
+def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 2, max_kb: float = 80, fanout: int = 0) -> Site:
     """A site of `pages` HTML pages (sizes log-uniform between `min_kb` and `max_kb`), every one reachable
-    from `/`, with 10-30 links each in every relative form, plus a few errors, files and a redirect."""
+    from `/`, with 10-30 links each in every relative form, plus a few errors, files and a redirect.
+    `fanout` makes a wide site, to grow a huge frontier: the home page links every page first, and every
+    page adds `fanout` links to distinct URLs the site does not have."""
     rng = random.Random(seed)
     site: Site = {}
     for index in range(pages):
         title = f"Page {index}: {' '.join(rng.choice(_WORDS) for _ in range(3))}"
         targets = [index + 1] if index + 1 < pages else []
         targets += [rng.randrange(pages) for _ in range(rng.randint(10, 30) - len(targets))]
+        if fanout and index == 0:
+            targets = list(range(1, pages))
         anchors = [f'<a href="{_link_forms(rng, index, target)}">{page_path(target)}</a>' for target in targets]
         if index % 7 == 3:
             anchors.append(f'<a href="/missing/{index}.html">a dead link</a>')
@@ -108,6 +112,7 @@ def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 2, max_kb: fl
             anchors += ['<a href="/files/data.csv">data</a>', '<a href="/files/logo.png">logo</a>']
         if index % 13 == 6:
             anchors += ['<a href="/old-home">old home</a>', '<a href="/error">flaky</a>']
+        anchors += [f'<a href="/more/{index}/{k}.html">more</a>' for k in range(fanout)]
         anchors += [
             '<a href="mailto:webmaster@example.invalid">mail</a>',
             '<a href="javascript:void(0)">menu</a>',

@@ -181,12 +181,13 @@ async def _serve_until_terminated(site: Site) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m crawler.siteserver --pages N --seed S`: print the origin, serve until SIGTERM."""
+    """`python -m crawler.siteserver --pages N [--seed S] [--fanout F]`: print the origin, serve until SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
     args = parser.parse_args(argv)
-    asyncio.run(_serve_until_terminated(generate_site(args.pages, args.seed)))
+    asyncio.run(_serve_until_terminated(generate_site(args.pages, args.seed, fanout=args.fanout)))
 
 
 if __name__ == "__main__":

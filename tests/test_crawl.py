@@ -309,6 +309,9 @@ def test_every_backend_gives_the_same_pages_and_sizes(tmp_path: Path) -> None:
                 "1000",
                 "--concurrency",
                 "8",
+                "--per-host",
+                "8",
+                *FAST_RETRIES,
             )
             assert run.exit_code == 0, run.stderr
             results[name] = {(row["url"], row["status"], row["size"]) for row in rows(db)}

@@ -142,13 +142,15 @@ class Engine:
             self._store.flush()  # newly found links become crawlable once written
         if self._dry_at == self._store.added:
             return
-        entries = self._store.queued_after(self._cursor, WINDOW - self._scheduler.queued)
+        limit = WINDOW - self._scheduler.queued
+        entries = self._store.queued_after(self._cursor, limit)
         now = time.monotonic()
         for entry in entries:
             self._cursor = entry.seq
             via = tuple(entry.via.split("\n")) if entry.via else ()
             self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via), now)
-        self._dry_at = self._store.added if len(entries) < WINDOW - self._scheduler.queued else None
+        # A short read means the frontier has nothing more until new URLs are written.
+        self._dry_at = self._store.added if len(entries) < limit else None
 
     def _admit(self, request: Request, now: float) -> None:
         """Queue a page on its origin, behind that origin's robots.txt; drop it if robots.txt forbids it."""
@@ -211,8 +213,10 @@ class Engine:
 
     def _should_retry(self, request: Request, result: FetchResult, now: float) -> bool:
         retryable = result.status in RETRY_STATUSES or result.error_kind in RETRY_ERRORS
-        if not retryable or request.attempt > self.config.retries or self._stopping:
+        if not retryable or request.attempt > self.config.retries:
             return False
+        if self._stopping:
+            return True  # not recorded: it stays queued in the frontier, and the resumed crawl retries it
         wait = self.config.backoff * 2 ** (request.attempt - 1) * self._random.uniform(0.5, 1.5)
         if result.status in (429, 503):
             pause = retry_after_seconds(result.retry_after)
@@ -303,7 +307,7 @@ class Engine:
         self.summary.bytes += len(result.body)
         if request.via:
             self._store.set_final_url(list(request.via), request.url)
-        if request.depth < self.config.depth and not self._stopping:
+        if request.depth < self.config.depth:  # also while stopping: the resumed crawl needs these links
             self._store.discover([self._discover(url, request.depth + 1) for url in to_follow if self._in_scope(url)])
 
     def _record_skipped(self, request: Request, kind: str, message: str) -> None:

@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from crawler.sitegen import Site, generate_site
+from crawler.sitegen import Resource, Site, generate_site
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, pages_by_url, rows, run_cli
+from tests.conftest import FAST_RETRIES, page_html, pages_by_url, rows, run_cli
 
 Serve = Callable[..., SiteServer]
 
@@ -148,3 +148,23 @@ def test_resume_is_the_default_when_the_database_has_an_unfinished_crawl(
     run = run_cli("crawl", site.url("/"), *args, "--depth", "5")
     assert "resumed  after 2 pages done in earlier runs" in run.stdout
     assert len(pages_by_url(db)) == 14
+
+
+def test_pages_in_flight_at_ctrl_c_still_hand_on_their_links(serve: Serve, backend: str, tmp_path: Path) -> None:
+    server = serve({
+        "/": Resource(page_html("Home", ["/hub.html"])),
+        "/hub.html": Resource(page_html("Hub", ["/only-from-hub.html"]), delay=2.0),  # in flight at the interrupt
+        "/only-from-hub.html": Resource(page_html("Leaf", [])),
+    })  # fmt: skip
+    db = tmp_path / "crawl.db"
+    process = start_crawl(server, backend, db)
+    deadline = time.monotonic() + 30
+    while "/hub.html" not in [hit.path for hit in server.hits] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert pages_by_url(db)[server.url("/hub.html")]["title"] == "Hub"
+    resumed = run_cli("crawl", "--resume", "--db", str(db), "--backend", backend)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert pages_by_url(db)[server.url("/only-from-hub.html")]["title"] == "Leaf"

@@ -6,6 +6,7 @@ import csv
 import json
 import sqlite3
 import sys
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -13,6 +14,8 @@ from typing import Annotated, NoReturn
 import sqlite_utils
 import typer
 
+from crawler.bench import BenchOptions, RunResult, medians, render
+from crawler.bench import run as run_bench
 from crawler.config import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -31,9 +34,9 @@ from crawler.config import (
 from crawler.engine import NothingToResume
 from crawler.engine import crawl as run_crawl
 from crawler.progress import ProgressDisplay
-from crawler.report import stats_text, summary_text, table
+from crawler.report import stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
-from crawler.siteserver import serve_in_subprocess
+from crawler.siteserver import SiteOptions, serve_in_subprocess
 from storage import StorageError, open_readonly, run_query, stats, top
 
 app = typer.Typer(
@@ -68,7 +71,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _crawl_and_report(config: CrawlConfig, seeds: list[str], quiet: bool) -> None:
+def _crawl_and_report(config: CrawlConfig, seeds: list[str], quiet: bool, stats_json: Path | None = None) -> None:
     try:
         with ProgressDisplay.for_terminal(quiet) as progress:
             summary = run_crawl(config, seeds, progress)
@@ -76,6 +79,8 @@ def _crawl_and_report(config: CrawlConfig, seeds: list[str], quiet: bool) -> Non
         fail(str(exc))
     except sqlite3.Error as exc:
         fail(f"cannot write the database {config.db_path}: {exc}", 1)
+    if stats_json is not None:
+        stats_json.write_text(json.dumps(summary_dict(summary)))
     typer.echo(summary_text(summary, len(seeds), config.db_path))
     again = f"crawler crawl --resume --db {config.db_path}"
     if summary.interrupted:
@@ -139,6 +144,7 @@ def crawl(
         bool, typer.Option("--restart", help="Forget an unfinished crawl in --db and start from the seeds.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    stats_json: Annotated[Path | None, typer.Option(hidden=True, help="Write the summary here as JSON.")] = None,
 ) -> None:
     """Crawl from seed URLs and record every page (status, size, title, links, timing) in a SQLite database.
 
@@ -175,7 +181,7 @@ def crawl(
         resume=resume,
         restart=restart,
     )
-    _crawl_and_report(config, urls, quiet)
+    _crawl_and_report(config, urls, quiet, stats_json)
 
 
 @app.command()
@@ -190,7 +196,8 @@ def demo(
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     typer.echo(f"Serving a generated site of {pages} pages on 127.0.0.1 ...")
-    with serve_in_subprocess(pages) as origin:
+    with serve_in_subprocess(SiteOptions(pages)) as server:
+        origin = server.origins[0]
         typer.echo(f"Crawling {origin}/ with the {backend.value} backend\n")
         # The whole site, as fast as it will go: it is our own server.
         config = CrawlConfig(
@@ -206,6 +213,54 @@ def demo(
     with open_readonly(db) as database:
         typer.echo("\n" + stats_text(stats(database)))
     typer.echo(f'\nExplore it: crawler top --db {db}   crawler query --db {db} "SELECT ..."')
+
+
+@app.command()
+def bench(
+    pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 2000,
+    backends: Annotated[
+        list[Backend] | None,
+        typer.Option("--backend", "-b", help="Backends to measure (repeat the option).", show_default="all four"),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Crawls per backend; the table shows medians.")] = 3,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Server delay before every response, in ms.")] = 0.0,
+    hosts: Annotated[int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 64,
+    per_host: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight per host.", show_default="--concurrency")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
+) -> None:
+    """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
+    options = BenchOptions(
+        site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms),
+        backends=[backend.value for backend in backends or list(Backend)],
+        rounds=rounds,
+        concurrency=concurrency,
+        per_host=per_host or concurrency,
+    )
+
+    def progress(result: RunResult) -> None:
+        if not as_json:
+            typer.echo(f"  {result.backend:8} {result.pages:,} pages in {result.seconds:.2f} s "
+                       f"({result.pages_per_second:,.0f} pages/s)", err=True)  # fmt: skip
+
+    typer.echo(
+        f"Benchmark: {pages:,} pages x {hosts} host(s), latency {latency_ms:g} ms, concurrency {concurrency}, "
+        f"{rounds} round(s)", err=True,
+    )  # fmt: skip
+    results = run_bench(options, progress)
+    rows = medians(results)
+    if as_json:
+        record = {"runs": [asdict(result) for result in results], "medians": [asdict(row) for row in rows]}
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        typer.echo(render(rows))
+    if not all(row.correct for row in rows):
+        for result in results:
+            for problem in result.problems[:5]:
+                typer.echo(f"{result.backend}: {problem}", err=True)
+        raise typer.Exit(1)
 
 
 def _open(db: Path) -> sqlite_utils.Database:

@@ -55,6 +55,8 @@ class CrawlSummary:
     elapsed: float = 0.0
     errors_by_kind: Counter[str] = field(default_factory=Counter)
     retries: int = 0
+    parse_seconds: float = 0.0  # main-thread time in the parser and link handling
+    store_seconds: float = 0.0  # main-thread time writing to SQLite
     in_flight: int = 0
     queued: int = 0  # frontier entries not yet done
     resumed_from: int = 0  # pages already done when this run started
@@ -285,12 +287,14 @@ class Engine:
         final_url: str | None = None,
     ) -> None:
         ok = result.status is not None and 200 <= result.status < 300 and result.error_kind is None
+        start = time.perf_counter()
         page = (
             self._parser.parse(result.body, request.url, result.content_type)
             if ok and is_html(result.content_type)
             else None
         )
         links, to_follow = self._links(page)
+        self.summary.parse_seconds += time.perf_counter() - start
         if error_kind is None:
             error_kind, error_message = result.error_kind, result.error_message
         if error_kind is None and result.status is not None and result.status >= 400:
@@ -349,6 +353,7 @@ class Engine:
         self.summary.elapsed = now - self._start
         self.summary.in_flight = len(self._in_flight)
         self.summary.queued = self._store.queued
+        self.summary.store_seconds = self._store.write_seconds
         if self._progress is not None and (force or now - self._last_report >= TICK_SECONDS):
             self._last_report = now
             self._progress(self.summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,6 +44,14 @@ def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
     if summary.queued:
         lines.append(f"  queued   {summary.queued:,} URLs not crawled yet")
     return "\n".join(lines)
+
+
+def summary_dict(summary: CrawlSummary) -> dict[str, object]:
+    """The summary as JSON-ready data."""
+    data = dataclasses.asdict(summary)
+    data["errors_by_kind"] = dict(summary.errors_by_kind)  # asdict would rebuild the Counter from pairs
+    data["pages_per_second"] = summary.pages_per_second
+    return data
 
 
 def stats_text(stats: Stats) -> str:

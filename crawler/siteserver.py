@@ -38,8 +38,9 @@ class SiteServer:
     """An aiohttp application answering every path of `site` (anything else is a 404), placeholders
     filled in for its own address. Records each request in `hits`."""
 
-    def __init__(self, site: Site, host: str = LOOPBACK) -> None:
+    def __init__(self, site: Site, host: str = LOOPBACK, latency: float = 0.0) -> None:
         self.site = site
+        self.latency = latency  # seconds before every answer, to model the network
         self.hits: list[Hit] = []
         self.active = 0  # requests being answered now
         self.max_active = 0
@@ -70,6 +71,8 @@ class SiteServer:
             self.active -= 1
 
     async def _answer(self, request: web.Request, path: str) -> web.StreamResponse:
+        if self.latency:
+            await asyncio.sleep(self.latency)
         entry = self._rendered.get(path)
         if entry is None:
             return web.Response(body=NOT_FOUND, status=404, content_type="text/html", charset="utf-8")
@@ -147,20 +150,47 @@ def serve_in_thread(site: Site, host: str = LOOPBACK) -> Iterator[SiteServer]:
         loop.close()
 
 
+@dataclass(frozen=True, slots=True)
+class SiteOptions:
+    """What `python -m crawler.siteserver` serves: the generated site on each of `hosts` loopback
+    addresses (127.0.0.1, 127.0.0.2, ...; host i serves the site of seed `seed + i`)."""
+
+    pages: int = 200
+    seed: int = 1
+    hosts: int = 1
+    latency_ms: float = 0.0
+    fanout: int = 0
+
+    def sites(self) -> list[Site]:
+        """The site each host serves, in host order."""
+        return [generate_site(self.pages, self.seed + index, fanout=self.fanout) for index in range(self.hosts)]
+
+    def arguments(self) -> list[str]:
+        """Command-line arguments that make `main` serve these sites."""
+        return ["--pages", str(self.pages), "--seed", str(self.seed), "--hosts", str(self.hosts),
+                "--latency-ms", str(self.latency_ms), "--fanout", str(self.fanout)]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class ServerProcess:
+    """A site server running in a process of its own."""
+
+    pid: int
+    origins: list[str]
+
+
 @contextmanager
-def serve_in_subprocess(pages: int, seed: int = 1) -> Iterator[str]:
-    """Serve `generate_site(pages, seed)` from a separate Python process; yields its origin URL."""
+def serve_in_subprocess(options: SiteOptions) -> Iterator[ServerProcess]:
+    """Serve the generated site(s) from a separate Python process for as long as the block runs."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "crawler.siteserver", "--pages", str(pages), "--seed", str(seed)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "crawler.siteserver", *options.arguments()], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        origin = process.stdout.readline().strip()
-        if not origin.startswith("http://"):
+        origins = process.stdout.readline().split()
+        if not origins:
             raise RuntimeError(f"the site server did not start (exit code {process.wait()})")
-        yield origin
+        yield ServerProcess(process.pid, origins)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -168,26 +198,36 @@ def serve_in_subprocess(pages: int, seed: int = 1) -> Iterator[str]:
             process.stdout.close()
 
 
-async def _serve_until_terminated(site: Site) -> None:
-    server = SiteServer(site)
-    await server.start()
-    print(server.origin, flush=True)  # noqa: T201 - the parent process reads the origin from here
+async def _serve_until_terminated(options: SiteOptions) -> None:
+    servers = [
+        SiteServer(site, f"127.0.0.{index + 1}", latency=options.latency_ms / 1000)
+        for index, site in enumerate(options.sites())
+    ]
+    for server in servers:
+        await server.start()
+    # The parent process reads the origins from here.
+    print(" ".join(server.origin for server in servers), flush=True)  # noqa: T201
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    await server.stop()
+    for server in servers:
+        await server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m crawler.siteserver --pages N [--seed S] [--fanout F]`: print the origin, serve until SIGTERM."""
+    """`python -m crawler.siteserver --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]`: print
+    the origins on one line, serve until SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hosts", type=int, default=1, help="loopback hosts, each serving its own site")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
     parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
     args = parser.parse_args(argv)
-    asyncio.run(_serve_until_terminated(generate_site(args.pages, args.seed, fanout=args.fanout)))
+    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout)
+    asyncio.run(_serve_until_terminated(options))
 
 
 if __name__ == "__main__":

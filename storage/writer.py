@@ -103,6 +103,7 @@ class PageStore:
         self.queued: int = counts.get(QUEUED, 0)  # kept current by flush()
         self.done: int = counts.get(DONE, 0)
         self.added = 0  # frontier entries this store has inserted: only ever grows
+        self.write_seconds = 0.0  # time spent writing, for the benchmark's breakdown
 
     def add(self, page: dict[str, Any], links: list[str]) -> None:
         """Queue one page row and its outgoing links; marks its frontier entry done when written."""
@@ -134,6 +135,7 @@ class PageStore:
     def flush(self) -> None:
         """Write everything queued in one transaction; a page fetched again replaces its old row and links."""
         if self._pages or self._found or self._final_urls:
+            start = time.perf_counter()
             with self.db.atomic():
                 conn = self.db.conn
                 if self._pages:
@@ -161,6 +163,7 @@ class PageStore:
                     conn.execute(
                         f"UPDATE pages SET final_url = ? WHERE url IN ({_placeholders(len(urls))})", [final_url, *urls]
                     )
+            self.write_seconds += time.perf_counter() - start
         self._pages.clear()
         self._links.clear()
         self._found.clear()

@@ -78,7 +78,7 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
-    assert sorted(commands) == ["crawl", "demo", "query", "stats", "top"]
+    assert sorted(commands) == ["bench", "crawl", "demo", "query", "stats", "top"]
     for command in commands:
         run = run_cli(command, "--help")
         assert run.exit_code == 0
@@ -221,3 +221,25 @@ def test_python_dash_m_crawler_runs() -> None:
     done = subprocess.run([sys.executable, "-m", "crawler", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0
     assert "crawl" in done.stdout and "demo" in done.stdout
+
+
+def test_bench_measures_and_checks_every_backend() -> None:
+    run = run_cli("bench", "--pages", "15", "--rounds", "1", "--concurrency", "4", "--hosts", "2", "--json")
+    assert run.exit_code == 0, run.stderr
+    record = json.loads(run.stdout)
+    medians = {row["backend"]: row for row in record["medians"]}
+    assert list(medians) == ["asyncio", "thread", "process", "gevent"]
+    for row in medians.values():
+        assert row["correct"] is True
+        assert row["pages"] >= 2 * (15 + 2)  # each host: its pages and two files, besides redirects and errors
+        assert row["pages_per_second"] > 0 and row["cpu_seconds"] > 0 and row["peak_rss_mb"] > 0
+    assert {run["backend"] for run in record["runs"]} == set(medians)
+    assert all(run["problems"] == [] for run in record["runs"])
+
+
+def test_bench_prints_a_table() -> None:
+    run = run_cli("bench", "--pages", "10", "--rounds", "1", "--concurrency", "2", "--backend", "thread")
+    assert run.exit_code == 0, run.stderr
+    header, _, row = run.stdout.splitlines()
+    assert header.split()[:4] == ["backend", "pages", "pages/s", "CPU"]
+    assert row.split()[0] == "thread" and row.split()[-1] == "ok"

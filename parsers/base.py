@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Protocol
+
+from yarl import URL
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
@@ -53,3 +57,67 @@ def charset(content_type: str | None) -> str | None:
 def is_html(content_type: str | None) -> bool:
     """Whether a response with this Content-Type is an HTML page to parse."""
     return media_type(content_type) in HTML_TYPES
+
+
+_SCHEMES = frozenset({"http", "https"})
+_BOMS = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+# Browsers (WHATWG Encoding) read these labels as windows-1252, which servers mean by them in practice.
+_AS_CP1252 = frozenset({"ascii", "iso8859-1"})
+
+
+def absolute_link(base: URL, href: str) -> str | None:
+    """`href` resolved against `base`, without its fragment; None unless it is a well-formed http(s) URL."""
+    try:
+        url = base.join(URL(href.strip()))
+    except (ValueError, TypeError):
+        return None
+    if url.scheme not in _SCHEMES or not url.host:
+        return None
+    return str(url.with_fragment(None))
+
+
+def declared_encoding(body: bytes, content_type: str | None) -> str | None:
+    """The encoding the HTTP header gives, as browsers would use it: a byte-order mark overrides it, and
+    latin-1 or ASCII mean windows-1252. None leaves the choice to the parser (`<meta charset>`, then
+    detection)."""
+    name = charset(content_type)
+    if name is None or body.startswith(_BOMS):
+        return None
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return None
+    return "cp1252" if codec in _AS_CP1252 else codec
+
+
+def _tokens(value: str | list[str] | None) -> set[str]:
+    """Lower-case words of an attribute such as rel or a robots meta's content (space or comma separated)."""
+    if value is None:
+        return set()
+    text = " ".join(value) if isinstance(value, list) else value
+    return {word.lower() for word in text.replace(",", " ").split()}
+
+
+def build_page(
+    url: str,
+    title: str | None,
+    base_href: str | None,
+    robots: Iterable[str],
+    anchors: Iterable[tuple[str, str | list[str] | None]],
+) -> Page:
+    """The `Page` every parser returns, from what it found: the title text, the first `<base href>`, the
+    contents of `<meta name=robots>` tags, and each `<a>`/`<area>`'s href and rel, in page order."""
+    base = URL(url)
+    if base_href is not None:
+        base = URL(absolute_link(base, base_href) or url)
+    followable: dict[str, bool] = {}  # link -> whether any anchor to it may be followed; page order
+    for href, rel in anchors:
+        link = absolute_link(base, href)
+        if link is not None:
+            followable[link] = followable.get(link, False) or "nofollow" not in _tokens(rel)
+    return Page(
+        title=" ".join(title.split()) or None if title is not None else None,
+        links=list(followable),
+        nofollow=frozenset(link for link, follow in followable.items() if not follow),
+        meta_nofollow=any(_tokens(content) & {"nofollow", "none"} for content in robots),
+    )

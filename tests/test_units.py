@@ -20,7 +20,7 @@ from crawler.siteserver import SiteServer
 from crawler.urls import canonical
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import os_error_kind
-from parsers import SoupParser, is_html
+from parsers import LxmlParser, Parser, SoupParser, is_html
 from storage import PageStore
 from tests.conftest import rows, run_cli
 
@@ -76,7 +76,8 @@ def test_unreadable_seed_files(tmp_path: Path, content: bytes | None, message: s
         load_seeds([str(path)])
 
 
-def test_parser_resolves_every_link_form() -> None:
+@pytest.mark.parametrize("parser", [SoupParser(), LxmlParser()], ids=["bs4", "lxml"])
+def test_parser_resolves_every_link_form(parser: Parser) -> None:
     html = b"""<html><head><title>
         Hello
         World </title></head><body>
@@ -87,7 +88,7 @@ def test_parser_resolves_every_link_form() -> None:
         <a href="data:text/plain,hi">d</a> <a href="ftp://f.example/">f</a> <a href="http://[::1/x">bad</a>
         <a href="a.html">duplicate</a> <a name="no-href">n</a>
         </body></html>"""
-    page = SoupParser().parse(html, "http://h.example/dir/page.html", "text/html")
+    page = parser.parse(html, "http://h.example/dir/page.html", "text/html")
     assert page.title == "Hello World"
     assert page.links == [
         "http://h.example/dir/a.html",
@@ -101,14 +102,16 @@ def test_parser_resolves_every_link_form() -> None:
     ]
 
 
-def test_parser_honours_base_href_and_header_charset() -> None:
+@pytest.mark.parametrize("parser", [SoupParser(), LxmlParser()], ids=["bs4", "lxml"])
+def test_parser_honours_base_href_and_header_charset(parser: Parser) -> None:
     html = '<html><head><base href="http://cdn.example/s/"><title>Café</title></head><a href="x">x</a></html>'
-    page = SoupParser().parse(html.encode("latin-1"), "http://h.example/", "text/html; charset=ISO-8859-1")
+    page = parser.parse(html.encode("latin-1"), "http://h.example/", "text/html; charset=ISO-8859-1")
     assert page == type(page)(title="Café", links=["http://cdn.example/s/x"])
 
 
-def test_parser_without_title_or_links() -> None:
-    page = SoupParser().parse(b"<p>just text", "http://h.example/", None)
+@pytest.mark.parametrize("parser", [SoupParser(), LxmlParser()], ids=["bs4", "lxml"])
+def test_parser_without_title_or_links(parser: Parser) -> None:
+    page = parser.parse(b"<p>just text", "http://h.example/", None)
     assert (page.title, page.links) == (None, [])
 
 

@@ -35,6 +35,7 @@ class BenchOptions:
 
     site: SiteOptions
     backends: list[str]
+    parser: str = "bs4"
     rounds: int = 3
     concurrency: int = 64
     per_host: int = 64
@@ -111,7 +112,8 @@ def run_one(
         stale.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "crawler", "crawl", *[f"{origin}/" for origin in server.origins],
-        "--backend", backend, "--db", str(db), "--depth", "1000000", "--max-pages", str(10 * len(expected) + 1000),
+        "--backend", backend, "--parser", options.parser, "--db", str(db),
+        "--depth", "1000000", "--max-pages", str(10 * len(expected) + 1000),
         "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
         "--backoff", "0.05", "--quiet", "--stats-json", str(stats_path),
     ]  # fmt: skip

@@ -49,6 +49,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+class ParserName(StrEnum):
+    """The HTML parsers (see `parsers.PARSERS`); they extract exactly the same."""
+
+    bs4 = "bs4"
+    lxml = "lxml"
+
+
+ParserOption = Annotated[
+    ParserName, typer.Option("--parser", help="HTML parser: bs4 (beautifulsoup4) or lxml (the same, faster).")
+]
+
+
 class Backend(StrEnum):
     """The fetch backends (see `fetchers.BACKENDS`)."""
 
@@ -99,6 +111,7 @@ def crawl(
         ),
     ] = None,
     backend: BackendOption = Backend.asyncio,
+    parser: ParserOption = ParserName.bs4,
     db: DbOption = Path(DEFAULT_DB),
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = DEFAULT_CONCURRENCY,
     per_host: Annotated[int, typer.Option(min=1, help="Requests in flight at once to one host.")] = DEFAULT_PER_HOST,
@@ -162,6 +175,7 @@ def crawl(
         fail("no valid seed URL to crawl")
     config = CrawlConfig(
         backend=backend.value,
+        parser=parser.value,
         db_path=str(db),
         concurrency=concurrency,
         per_host=per_host,
@@ -187,6 +201,7 @@ def crawl(
 @app.command()
 def demo(
     backend: BackendOption = Backend.asyncio,
+    parser: ParserOption = ParserName.bs4,
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site.")] = 300,
     db: DbOption = Path("demo.db"),
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
@@ -202,6 +217,7 @@ def demo(
         # The whole site, as fast as it will go: it is our own server.
         config = CrawlConfig(
             backend=backend.value,
+            parser=parser.value,
             db_path=str(db),
             concurrency=concurrency,
             per_host=concurrency,
@@ -222,6 +238,7 @@ def bench(
         list[Backend] | None,
         typer.Option("--backend", "-b", help="Backends to measure (repeat the option).", show_default="all four"),
     ] = None,
+    parser: ParserOption = ParserName.bs4,
     rounds: Annotated[int, typer.Option(min=1, help="Crawls per backend; the table shows medians.")] = 3,
     latency_ms: Annotated[float, typer.Option(min=0, help="Server delay before every response, in ms.")] = 0.0,
     hosts: Annotated[int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each.")] = 1,
@@ -235,6 +252,7 @@ def bench(
     options = BenchOptions(
         site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms),
         backends=[backend.value for backend in backends or list(Backend)],
+        parser=parser.value,
         rounds=rounds,
         concurrency=concurrency,
         per_host=per_host or concurrency,
@@ -247,6 +265,7 @@ def bench(
 
     typer.echo(
         f"Benchmark: {pages:,} pages x {hosts} host(s), latency {latency_ms:g} ms, concurrency {concurrency}, "
+        f"parser {parser.value}, "
         f"{rounds} round(s)", err=True,
     )  # fmt: skip
     results = run_bench(options, progress)

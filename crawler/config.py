@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from crawler import __version__
 
 DEFAULT_BACKEND = "asyncio"
+DEFAULT_PARSER = "bs4"
 DEFAULT_DB = "crawl.db"
 # Modest defaults: a crawl of a short seed list samples each site politely (two requests at a time per
 # host, robots.txt obeyed) and ends within minutes.
@@ -30,6 +31,7 @@ class CrawlConfig:
     """What to crawl and how; tests derive variants with `dataclasses.replace`."""
 
     backend: str = DEFAULT_BACKEND
+    parser: str = DEFAULT_PARSER
     db_path: str = DEFAULT_DB
     concurrency: int = DEFAULT_CONCURRENCY
     per_host: int = DEFAULT_PER_HOST

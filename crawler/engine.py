@@ -30,7 +30,7 @@ from crawler.robots import RobotRules, robots_url
 from crawler.scheduler import Request, Scheduler
 from crawler.urls import canonical, host, origin
 from fetchers import ErrorKind, Fetcher, FetchResult, FetchSettings, get_fetcher
-from parsers import Page, Parser, SoupParser, is_html
+from parsers import Page, Parser, get_parser, is_html
 from storage import FrontierEntry, PageStore
 
 HTTP_ERROR = "http"
@@ -124,6 +124,7 @@ class Engine:
         self._started = 0  # first attempts of pages submitted, including those done in earlier runs
         self._seed_hosts: set[str] = set()
         self._stopping = False
+        self._starved = True  # the last _fill left slots free for want of something to start
         self._last_report = 0.0
         self._start = time.perf_counter()
         self._random = random.Random()
@@ -138,10 +139,10 @@ class Engine:
         """Load queued frontier entries into the scheduler when it runs low."""
         if self._budget_left() <= 0 or self._scheduler.queued >= WINDOW // 2:
             return
-        if self._store.has_unwritten_discoveries and (
-            self._scheduler.queued < self.config.concurrency or not self._in_flight
-        ):
-            self._store.flush()  # newly found links become crawlable once written
+        if self._store.has_unwritten_discoveries and self._starved:
+            # Slots are free but nothing in memory may start: newly found links become crawlable once
+            # written. A crawl whose slots are all busy writes one transaction per batch instead.
+            self._store.flush()
         if self._dry_at == self._store.added:
             return
         limit = WINDOW - self._scheduler.queued
@@ -178,9 +179,11 @@ class Engine:
 
     def _fill(self) -> None:
         now = time.monotonic()
+        self._starved = False
         while len(self._in_flight) < self.config.concurrency:
             request = self._scheduler.pop(now)
             if request is None:
+                self._starved = True
                 return
             if not request.robots and request.attempt == 1:
                 self._started += 1
@@ -433,6 +436,6 @@ def crawl(config: CrawlConfig, seeds: list[str], progress: ProgressCallback | No
         elif config.resume and store.queued == 0:
             raise NothingToResume(f"{config.db_path} holds no unfinished crawl to resume")
         fetcher = get_fetcher(config.backend)(settings)
-        return Engine(config, fetcher, SoupParser(), store, progress).run(seeds)
+        return Engine(config, fetcher, get_parser(config.parser), store, progress).run(seeds)
     finally:
         store.close()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+
 from yarl import URL
 
 SCHEMES = frozenset({"http", "https"})
+# The same links recur on page after page (navigation, cross-links): most calls are repeats. Bounded, so
+# memory does not grow with the crawl.
+CANONICAL_CACHE_SIZE = 65_536
 
 
+@functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)
 def canonical(url: str) -> str:
     """The canonical spelling of an absolute http(s) URL: scheme and host lower-cased, default port and
     fragment dropped, dot segments resolved, percent-encoding normalised, empty path as `/`.

@@ -68,16 +68,7 @@ class AsyncioFetcher(Fetcher):
                 async for chunk in response.content.iter_any():  # decompressed, bounded per chunk
                     if not reader.add(chunk, time.perf_counter()):
                         break
-                return FetchResult(
-                    url=url,
-                    status=status,
-                    content_type=response.headers.get("Content-Type"),
-                    body=reader.body(),
-                    elapsed_ms=(time.perf_counter() - start) * 1000,
-                    location=response.headers.get("Location"),
-                    retry_after=response.headers.get("Retry-After"),
-                    truncated=reader.truncated,
-                )
+                return reader.result(url, status, response.headers)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # OSError includes asyncio's TimeoutError; ValueError is yarl rejecting a malformed URL.
             return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)

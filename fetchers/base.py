@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -71,6 +72,7 @@ class BodyReader:
     """Collects body chunks up to `max_size` bytes before a deadline; shared by every backend's read loop."""
 
     def __init__(self, settings: FetchSettings, start: float) -> None:
+        self._start = start
         self._max_size = settings.max_size
         self._timeout = settings.timeout
         self._deadline = start + settings.timeout
@@ -89,9 +91,18 @@ class BodyReader:
             return False
         return True
 
-    def body(self) -> bytes:
-        """The bytes kept, at most `max_size`."""
-        return b"".join(self._chunks)[: self._max_size]
+    def result(self, url: str, status: int, headers: Mapping[str, str]) -> FetchResult:
+        """The result of the response read: its status, the headers that matter, the body kept."""
+        return FetchResult(
+            url=url,
+            status=status,
+            content_type=headers.get("Content-Type"),
+            body=b"".join(self._chunks)[: self._max_size],
+            elapsed_ms=(time.perf_counter() - self._start) * 1000,
+            location=headers.get("Location"),
+            retry_after=headers.get("Retry-After"),
+            truncated=self.truncated,
+        )
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -49,16 +49,7 @@ def fetch(session: requests.Session, url: str, settings: FetchSettings) -> Fetch
             while chunk := response.raw.read1(CHUNK_SIZE, decode_content=True):
                 if not reader.add(chunk, time.perf_counter()):
                     break
-            return FetchResult(
-                url=url,
-                status=status,
-                content_type=response.headers.get("Content-Type"),
-                body=reader.body(),
-                elapsed_ms=(time.perf_counter() - start) * 1000,
-                location=response.headers.get("Location"),
-                retry_after=response.headers.get("Retry-After"),
-                truncated=reader.truncated,
-            )
+            return reader.result(url, status, response.headers)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         # OSError covers our DeadlineExceeded; ValueError, urllib3's LocationParseError for malformed URLs.
         return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)

@@ -56,6 +56,9 @@ class GeventFetcher(Fetcher):
     def submit(self, url: str, on_result: ResultCallback) -> None:
         """Spawn a greenlet for the fetch (waiting cooperatively if all `concurrency` slots are busy)."""
         self._pool.spawn(self._fetch_and_report, url, on_result)
+        # Let it send its request now: while results keep arriving the crawl loop never blocks, so without
+        # this yield new requests would wait, unsent, until it did.
+        gevent.sleep(0)
 
     def close(self) -> None:
         """Join every running greenlet, then close the sessions."""

@@ -42,6 +42,7 @@ FRONTIER_COLUMNS: dict[str, type] = {
 QUEUED, DONE = "queued", "done"
 
 DEFAULT_BATCH_SIZE = 200
+CACHE_KIB = 64 * 1024
 DEFAULT_FLUSH_SECONDS = 1.0
 
 
@@ -91,6 +92,11 @@ class PageStore:
     ) -> None:
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()  # readers (crawler query/stats) can look while the crawl writes
+        # In WAL mode, NORMAL survives a crash or kill -9 of the crawler (only a power cut may lose the last
+        # transactions) and spares an fsync per commit. A 64 MiB page cache keeps the growing indexes (links,
+        # frontier) in memory: with the default 2 MiB, writes slowed as the crawl grew.
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         create_schema(self.db)
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds

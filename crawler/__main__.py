@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import sys
 
+# The commands that fetch in this process; `bench` runs each backend in a subprocess of its own.
+FETCHING_COMMANDS = frozenset({"crawl", "demo"})
+
 
 def wants_gevent(args: list[str]) -> bool:
-    """Whether the command line selects the gevent backend (`--backend gevent`, `--backend=gevent`, `-b gevent`)."""
+    """Whether the command line runs a fetching command on the gevent backend (`--backend gevent`,
+    `--backend=gevent`, `-b gevent`)."""
+    if not args or args[0] not in FETCHING_COMMANDS:
+        return False
     for index, arg in enumerate(args):
         if arg in ("--backend", "-b") and args[index + 1 : index + 2] == ["gevent"]:
             return True

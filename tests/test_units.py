@@ -133,6 +133,8 @@ def test_is_html(content_type: str | None, expected: bool) -> None:
         (["crawl", "--backend", "thread"], False),
         (["crawl", "gevent"], False),
         (["crawl", "--backend"], False),
+        (["bench", "--backend", "gevent"], False),  # measures gevent in a subprocess: must stay unpatched
+        (["query", "--backend", "gevent"], False),
     ],
 )
 def test_wants_gevent(args: list[str], expected: bool) -> None:

@@ -92,7 +92,7 @@ def _paragraphs(rng: random.Random, size: int) -> str:
     return "".join(chunks)
 
 
-def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 2, max_kb: float = 80, fanout: int = 0) -> Site:
+def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 5, max_kb: float = 80, fanout: int = 0) -> Site:
     """A site of `pages` HTML pages (sizes log-uniform between `min_kb` and `max_kb`), every one reachable
     from `/`, with 10-30 links each in every relative form, plus a few errors, files and a redirect.
     `fanout` makes a wide site, to grow a huge frontier: the home page links every page first, and every

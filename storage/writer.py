@@ -42,7 +42,6 @@ FRONTIER_COLUMNS: dict[str, type] = {
 QUEUED, DONE = "queued", "done"
 
 DEFAULT_BATCH_SIZE = 200
-CACHE_KIB = 64 * 1024
 DEFAULT_FLUSH_SECONDS = 1.0
 
 
@@ -93,10 +92,8 @@ class PageStore:
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()  # readers (crawler query/stats) can look while the crawl writes
         # In WAL mode, NORMAL survives a crash or kill -9 of the crawler (only a power cut may lose the last
-        # transactions) and spares an fsync per commit. A 64 MiB page cache keeps the growing indexes (links,
-        # frontier) in memory: with the default 2 MiB, writes slowed as the crawl grew.
+        # transactions) and spares an fsync per commit.
         self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         create_schema(self.db)
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds

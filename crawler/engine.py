@@ -139,9 +139,10 @@ class Engine:
         """Load queued frontier entries into the scheduler when it runs low."""
         if self._budget_left() <= 0 or self._scheduler.queued >= WINDOW // 2:
             return
-        if self._store.has_unwritten_discoveries and self._starved:
-            # Slots are free but nothing in memory may start: newly found links become crawlable once
-            # written. A crawl whose slots are all busy writes one transaction per batch instead.
+        if self._store.has_unwritten_discoveries and (self._starved or not self._in_flight):
+            # Slots are free but nothing in memory may start (or nothing is in flight, and only these links
+            # can tell whether the crawl goes on): newly found links become crawlable once written. A crawl
+            # whose slots are all busy writes one transaction per batch instead.
             self._store.flush()
         if self._dry_at == self._store.added:
             return
@@ -377,8 +378,7 @@ class Engine:
             self._scheduler.host(origin_key).pages = done
         store.discover([self._discover(url, 0) for url in seeds])
         store.flush()
-        rows = store.db.execute("SELECT DISTINCT origin FROM frontier WHERE depth = 0").fetchall()
-        self._seed_hosts = {host(url) for url in seeds} | {URL(row[0]).host or "" for row in rows}
+        self._seed_hosts = {host(url) for url in seeds} | {URL(key).host or "" for key in store.seed_origins()}
 
     def run(self, seeds: list[str]) -> CrawlSummary:
         """Crawl from `seeds` (canonical URLs), continuing the database's unfinished frontier if it has one,

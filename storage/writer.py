@@ -186,6 +186,10 @@ class PageStore:
         """How many pages each origin has in the frontier as done (for per-host caps when resuming)."""
         return dict(self.db.execute(f"SELECT origin, count(*) FROM frontier WHERE state = '{DONE}' GROUP BY origin"))
 
+    def seed_origins(self) -> list[str]:
+        """The origins of the frontier's seeds (depth 0): a resumed crawl's scope."""
+        return [row[0] for row in self.db.execute("SELECT DISTINCT origin FROM frontier WHERE depth = 0")]
+
     def reset_frontier(self) -> None:
         """Forget the frontier, to start a new crawl in this database (pages stay until fetched again)."""
         self.flush()

@@ -203,6 +203,13 @@ def test_depth_limits_the_crawl(
     assert sorted(pages_by_url(db)) == sorted(site.url(path) for path in expected)
 
 
+def test_one_request_at_a_time_still_crawls_everything(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    stdout, _ = crawl_site(site, backend, db, "--depth", "5", "--concurrency", "1", "--retries", "0")
+    assert sorted(pages_by_url(db)) == sorted(site.url(path) for path in FULL_SITE)
+    assert "queued" not in stdout
+
+
 def test_max_pages_stops_the_crawl(site: SiteServer, backend: str, tmp_path: Path) -> None:
     db = tmp_path / "crawl.db"
     stdout, _ = crawl_site(site, backend, db, "--depth", "5", "--max-pages", "4", "--concurrency", "2")

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from storage.queries import ReadOnlyError, Stats, StorageError, open_readonly, run_query, stats, top
-from storage.writer import FRONTIER_COLUMNS, LINKS_COLUMNS, PAGES_COLUMNS, FrontierEntry, PageStore, create_schema
+from storage.writer import FrontierEntry, PageStore
 
 __all__ = [
-    "FRONTIER_COLUMNS",
-    "LINKS_COLUMNS",
-    "PAGES_COLUMNS",
     "FrontierEntry",
     "PageStore",
     "ReadOnlyError",
     "Stats",
     "StorageError",
-    "create_schema",
     "open_readonly",
     "run_query",
     "stats",

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -183,32 +183,29 @@ class Row:
     correct: bool
 
 
-def _by_backend(results: list[RunResult]) -> Iterator[tuple[str, list[RunResult]]]:
-    backends = list(dict.fromkeys(result.backend for result in results))
-    for backend in backends:
-        yield backend, [result for result in results if result.backend == backend]
-
-
 def medians(results: list[RunResult]) -> list[Row]:
     """One row per backend, the median of its rounds; `ratio_to_best` compares pages/s."""
-    rows = []
-    for backend, runs in _by_backend(results):
-        rate = statistics.median(run.pages_per_second for run in runs)
-        rows.append(Row(
+    by_backend: dict[str, list[RunResult]] = {}
+    for result in results:
+        by_backend.setdefault(result.backend, []).append(result)
+    rates = {backend: statistics.median(run.pages_per_second for run in runs) for backend, runs in by_backend.items()}
+    best = max(rates.values(), default=0.0)
+    return [
+        Row(
             backend=backend,
             pages=int(statistics.median(run.pages for run in runs)),
-            pages_per_second=rate,
+            pages_per_second=rates[backend],
             cpu_seconds=statistics.median(run.cpu_seconds for run in runs),
             cpu_ms_per_page=statistics.median(1000 * run.cpu_seconds / max(run.pages, 1) for run in runs),
             peak_rss_mb=statistics.median(run.peak_rss_mb for run in runs),
             parse_share=statistics.median(run.parse_seconds / run.seconds for run in runs),
             store_share=statistics.median(run.store_seconds / run.seconds for run in runs),
             server_cpu_share=statistics.median(run.server_cpu_seconds / run.seconds for run in runs),
-            ratio_to_best=0.0,
+            ratio_to_best=rates[backend] / best if best else 0.0,
             correct=all(not run.problems for run in runs),
-        ))  # fmt: skip
-    best = max((row.pages_per_second for row in rows), default=0.0)
-    return [Row(**{**asdict(row), "ratio_to_best": row.pages_per_second / best if best else 0.0}) for row in rows]
+        )
+        for backend, runs in by_backend.items()
+    ]
 
 
 def render(rows: list[Row]) -> str:

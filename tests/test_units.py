@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crawler.__main__ import wants_gevent
-from crawler.cli import Backend
+from crawler.cli import Backend, ParserName
 from crawler.engine import CrawlSummary, retry_after_seconds
 from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
 from crawler.report import human_bytes
@@ -20,7 +20,7 @@ from crawler.siteserver import SiteServer
 from crawler.urls import canonical
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import os_error_kind
-from parsers import LxmlParser, Parser, SoupParser, is_html
+from parsers import PARSERS, LxmlParser, Parser, SoupParser, is_html
 from storage import PageStore
 from tests.conftest import rows, run_cli
 
@@ -147,6 +147,10 @@ def test_backend_choices_match_the_registry() -> None:
         assert get_fetcher(name).name == name
     with pytest.raises(ValueError, match="choose one of: asyncio, thread, process, gevent"):
         get_fetcher("fibers")
+
+
+def test_parser_choices_match_the_registry() -> None:
+    assert [name.value for name in ParserName] == list(PARSERS)
 
 
 def test_gevent_backend_refuses_to_run_unpatched() -> None:

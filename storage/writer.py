@@ -40,6 +40,7 @@ FRONTIER_COLUMNS: dict[str, type] = {
     "state": str,  # queued (not yet written to pages, including what is in flight) or done
 }
 QUEUED, DONE = "queued", "done"
+LINKS_TO_INDEX = "idx_links_to_url"
 
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_FLUSH_SECONDS = 1.0
@@ -65,14 +66,22 @@ def create_schema(db: sqlite_utils.Database) -> None:
     for column in ("truncated", "attempts"):
         if column not in pages.columns_dict:
             pages.add_column(column, int)
-    db.table("links").create(LINKS_COLUMNS, pk=("from_url", "to_url"), if_not_exists=True)
-    db.table("links").create_index(["to_url"], if_not_exists=True)
+    # No primary key: a page's links are distinct already. The from_url index serves replacing a page's
+    # links (its inserts land together, one place per page); the to_url index is built by create_link_index.
+    db.table("links").create(LINKS_COLUMNS, if_not_exists=True)
+    db.table("links").create_index(["from_url"], if_not_exists=True)
     db.table("pages").create_index(["host"], if_not_exists=True)
     db.table("frontier").create(
         FRONTIER_COLUMNS, pk="seq", not_null={"url", "origin", "depth", "hops", "state"}, if_not_exists=True
     )
     db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
     db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
+
+
+def create_link_index(db: sqlite_utils.Database) -> None:
+    """Index links by target, for "who links here" queries. A crawl drops it while it writes, because each
+    page's links land in that index at scattered places and the cost per insert grows with the table."""
+    db.table("links").create_index(["to_url"], index_name=LINKS_TO_INDEX, if_not_exists=True)
 
 
 def _placeholders(count: int) -> str:
@@ -95,10 +104,11 @@ class PageStore:
         # transactions) and spares an fsync per commit.
         self.db.execute("PRAGMA synchronous = NORMAL")
         create_schema(self.db)
+        self.db.execute(f"DROP INDEX IF EXISTS {LINKS_TO_INDEX}")  # built again by close()
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._pages: list[dict[str, Any]] = []
-        self._links: list[dict[str, str]] = []
+        self._links: list[tuple[str, str]] = []
         self._found: list[tuple[str, str, int, int, str | None]] = []
         self._final_urls: list[tuple[str, list[str]]] = []
         self._last_flush = time.monotonic()
@@ -111,7 +121,7 @@ class PageStore:
     def add(self, page: dict[str, Any], links: list[str]) -> None:
         """Queue one page row and its outgoing links; marks its frontier entry done when written."""
         self._pages.append(page)
-        self._links.extend({"from_url": page["url"], "to_url": link} for link in links)
+        self._links.extend((page["url"], link) for link in links)
         if len(self._pages) >= self._batch_size:
             self.flush()
         else:
@@ -145,7 +155,7 @@ class PageStore:
                     urls = [page["url"] for page in self._pages]
                     conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(urls))})", urls)
                     self.db.table("pages").insert_all(self._pages, pk="url", replace=True)
-                    self.db.table("links").insert_all(self._links, pk=("from_url", "to_url"), ignore=True)
+                    conn.executemany("INSERT INTO links (from_url, to_url) VALUES (?, ?)", self._links)
                     done = conn.execute(
                         f"UPDATE frontier SET state = '{DONE}' "
                         f"WHERE state = '{QUEUED}' AND url IN ({_placeholders(len(urls))})",
@@ -198,6 +208,9 @@ class PageStore:
         self.queued = self.done = 0
 
     def close(self) -> None:
-        """Flush and close the database."""
+        """Flush, index the links by target and close the database."""
         self.flush()
+        start = time.perf_counter()
+        create_link_index(self.db)
+        self.write_seconds += time.perf_counter() - start
         self.db.close()

@@ -199,6 +199,20 @@ def test_store_replaces_a_page_and_its_links_when_fetched_again(tmp_path: Path) 
     assert rows(db, "SELECT to_url FROM links") == [{"to_url": "http://h/c"}]
 
 
+def test_store_indexes_links_by_target_only_once_closed(tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
+    to_url_indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%links%to_url%'"
+    store = PageStore(db)
+    store.add(row, ["http://h/a"])
+    store.close()
+    assert rows(db, to_url_indexes) == [{"name": "idx_links_to_url"}]
+    store = PageStore(db)  # a crawl writing to it: the index would slow every insert
+    assert rows(db, to_url_indexes) == []
+    store.close()
+    assert rows(db, to_url_indexes) == [{"name": "idx_links_to_url"}]
+
+
 def test_retry_after_in_seconds_or_as_a_date() -> None:
     now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds("120", now) == 120

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from crawler.meter import cpu_seconds, tree_rss
 from crawler.report import table
 from crawler.siteserver import ServerProcess, SiteOptions, serve_in_subprocess
 from storage import open_readonly
@@ -82,26 +83,6 @@ def check(db: Path, expected: dict[str, int]) -> list[str]:
     return problems
 
 
-def _tree_rss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def run_one(
     backend: str, options: BenchOptions, server: ServerProcess, workdir: Path, expected: dict[str, int]
 ) -> RunResult:
@@ -117,7 +98,7 @@ def run_one(
         "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
         "--backoff", "0.05", "--quiet", "--stats-json", str(stats_path),
     ]  # fmt: skip
-    server_cpu = _cpu(server.pid)
+    server_cpu = cpu_seconds(psutil.Process(server.pid))
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         peak = 0
@@ -126,7 +107,7 @@ def run_one(
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, _tree_rss(process.pid))
+                peak = max(peak, tree_rss(process.pid))
                 done.wait(SAMPLE_SECONDS)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -147,7 +128,7 @@ def run_one(
         peak_rss_mb=peak / 2**20,
         parse_seconds=summary["parse_seconds"],
         store_seconds=summary["store_seconds"],
-        server_cpu_seconds=_cpu(server.pid) - server_cpu,
+        server_cpu_seconds=cpu_seconds(psutil.Process(server.pid)) - server_cpu,
         problems=check(db, expected),
     )
 

@@ -16,7 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -26,12 +26,13 @@ from typing import Any
 from yarl import URL
 
 from crawler.config import CrawlConfig
+from crawler.meter import ResourceMeter
 from crawler.robots import RobotRules, robots_url
 from crawler.scheduler import Request, Scheduler
 from crawler.urls import canonical, host, origin
 from fetchers import ErrorKind, Fetcher, FetchResult, FetchSettings, get_fetcher
 from parsers import Page, Parser, get_parser, is_html
-from storage import FrontierEntry, PageStore
+from storage import FAILED, FINISHED, INTERRUPTED, LIMIT, FrontierEntry, PageStore
 
 HTTP_ERROR = "http"
 REDIRECTS = "redirects"
@@ -435,7 +436,30 @@ def crawl(config: CrawlConfig, seeds: list[str], progress: ProgressCallback | No
             store.reset_frontier()
         elif config.resume and store.queued == 0:
             raise NothingToResume(f"{config.db_path} holds no unfinished crawl to resume")
-        fetcher = get_fetcher(config.backend)(settings)
-        return Engine(config, fetcher, get_parser(config.parser), store, progress).run(seeds)
+        meter = ResourceMeter()
+        store.start_run(asdict(config), seeds)
+        started = time.perf_counter()
+
+        def measured(summary: CrawlSummary) -> None:
+            meter.sample()  # about once a second
+            if progress is not None:
+                progress(summary)
+
+        engine: Engine | None = None
+        status = FAILED
+        try:
+            engine = Engine(config, get_fetcher(config.backend)(settings), get_parser(config.parser), store, measured)
+            summary = engine.run(seeds)
+            status = INTERRUPTED if summary.interrupted else LIMIT if summary.limit_reached else FINISHED
+        finally:
+            meter.sample(force=True)
+            store.finish_run(status, {
+                "elapsed_s": engine.summary.elapsed if engine else time.perf_counter() - started,
+                "cpu_seconds": meter.cpu_seconds,
+                "peak_rss_mb": meter.peak_rss / 2**20,
+                "parse_seconds": engine.summary.parse_seconds if engine else None,
+                "store_seconds": store.write_seconds,
+            })  # fmt: skip
+        return summary
     finally:
         store.close()

@@ -3,8 +3,11 @@ transaction per batch (main thread only), so the file is consistent whenever the
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ PAGES_COLUMNS: dict[str, type] = {
     "backend": str,
     "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
     "error_message": str,
+    "run_id": int,  # the run that fetched it (runs.id)
 }
 LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str}
 FRONTIER_COLUMNS: dict[str, type] = {
@@ -39,6 +43,32 @@ FRONTIER_COLUMNS: dict[str, type] = {
     "via": str,  # the redirect chain that led here, one URL a line
     "state": str,  # queued (not yet written to pages, including what is in flight) or done
 }
+RUNS_COLUMNS: dict[str, type] = {
+    "id": int,
+    "started_at": str,  # UTC, ISO 8601
+    "ended_at": str,
+    "status": str,  # running, finished, limit (--max-pages reached), interrupted (Ctrl-C), failed, killed
+    "backend": str,
+    "parser": str,
+    "concurrency": int,
+    "per_host": int,
+    "seeds": str,  # JSON array of the seed URLs given (empty when resuming)
+    "settings": str,  # JSON object: every crawl setting
+    "pages": int,  # rows this run wrote
+    "errors": int,
+    "bytes": int,
+    "elapsed_s": float,
+    "pages_per_second": float,
+    "latency_p50_ms": float,  # of fetches (request start to last body byte), nearest rank
+    "latency_p95_ms": float,
+    "fetch_seconds": float,  # fetch time summed over pages: divided by elapsed_s, the mean requests in flight
+    "cpu_seconds": float,  # the crawler's processes, sampled each second; NULL for a killed run
+    "peak_rss_mb": float,  # the most memory the crawler's processes held at once (sampled)
+    "parse_seconds": float,  # main-thread time parsing pages and handling links
+    "store_seconds": float,  # main-thread time writing SQLite
+}
+RUNNING, FINISHED, LIMIT, INTERRUPTED = "running", "finished", "limit", "interrupted"
+FAILED, KILLED = "failed", "killed"  # stopped by an error; ended without closing its run (kill -9, power cut)
 QUEUED, DONE = "queued", "done"
 LINKS_TO_INDEX = "idx_links_to_url"
 
@@ -63,9 +93,11 @@ def create_schema(db: sqlite_utils.Database) -> None:
     db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
     # Columns added since the first release, for databases written by it.
     pages = db.table("pages")
-    for column in ("truncated", "attempts"):
+    for column in ("truncated", "attempts", "run_id"):
         if column not in pages.columns_dict:
             pages.add_column(column, int)
+    db.table("runs").create(RUNS_COLUMNS, pk="id", if_not_exists=True)
+    pages.create_index(["run_id"], if_not_exists=True)
     # No primary key: a page's links are distinct already. The from_url index serves replacing a page's
     # links (its inserts land together, one place per page); the to_url index is built by create_link_index.
     db.table("links").create(LINKS_COLUMNS, if_not_exists=True)
@@ -76,6 +108,10 @@ def create_schema(db: sqlite_utils.Database) -> None:
     )
     db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
     db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def create_link_index(db: sqlite_utils.Database) -> None:
@@ -117,10 +153,11 @@ class PageStore:
         self.done: int = counts.get(DONE, 0)
         self.added = 0  # frontier entries this store has inserted: only ever grows
         self.write_seconds = 0.0  # time spent writing, for the benchmark's breakdown
+        self.run_id: int | None = None  # set by start_run; written on every page row
 
     def add(self, page: dict[str, Any], links: list[str]) -> None:
         """Queue one page row and its outgoing links; marks its frontier entry done when written."""
-        self._pages.append(page)
+        self._pages.append({**page, "run_id": self.run_id})
         self._links.extend((page["url"], link) for link in links)
         if len(self._pages) >= self._batch_size:
             self.flush()
@@ -206,6 +243,65 @@ class PageStore:
         with self.db.atomic():
             self.db.execute("DELETE FROM frontier")
         self.queued = self.done = 0
+
+    def start_run(self, settings: dict[str, Any], seeds: Sequence[str]) -> int:
+        """Record a new run (status `running`) and tag the pages written from now on with its id. Runs
+        still marked running were killed: they are closed first, with the figures their pages give."""
+        for (stale,) in self.db.execute(f"SELECT id FROM runs WHERE status = '{RUNNING}'").fetchall():
+            ended = self.db.execute("SELECT max(fetched_at) FROM pages WHERE run_id = ?", [stale]).fetchone()[0]
+            started = self.db.table("runs").get(stale)["started_at"]
+            elapsed = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds() if ended else 0
+            self._finish(stale, {"status": KILLED, "ended_at": ended, "elapsed_s": elapsed})
+        row = {
+            "started_at": _now(),
+            "status": RUNNING,
+            "backend": settings["backend"],
+            "parser": settings["parser"],
+            "concurrency": settings["concurrency"],
+            "per_host": settings["per_host"],
+            "seeds": json.dumps(list(seeds)),
+            "settings": json.dumps(settings),
+        }
+        with self.db.atomic():
+            run_id: int = self.db.table("runs").insert(row).last_pk  # type: ignore[assignment]
+        self.run_id = run_id
+        return run_id
+
+    def finish_run(self, status: str, measures: dict[str, float | None]) -> None:
+        """Write everything queued, then close the current run: its status, the measures the crawl took
+        (elapsed_s, cpu_seconds, peak_rss_mb, parse_seconds, store_seconds) and the figures of its pages."""
+        self.flush()
+        if self.run_id is not None:
+            self._finish(self.run_id, {"status": status, "ended_at": _now(), **measures})
+
+    def _finish(self, run_id: int, fields: dict[str, Any]) -> None:
+        pages, errors, size, fetch_ms, fetches = self.db.execute(
+            "SELECT count(*), count(error_kind), coalesce(sum(size), 0), coalesce(sum(elapsed_ms), 0), "
+            "count(elapsed_ms) FROM pages WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        elapsed = fields.get("elapsed_s") or 0.0
+
+        def percentile(share: float) -> float | None:
+            if not fetches:
+                return None
+            offset = max(0, -(-fetches * share // 1) - 1)  # nearest rank: ceil(n * share) - 1
+            return float(self.db.execute(
+                "SELECT elapsed_ms FROM pages WHERE run_id = ? AND elapsed_ms IS NOT NULL "
+                "ORDER BY elapsed_ms LIMIT 1 OFFSET ?", [run_id, int(offset)],
+            ).fetchone()[0])  # fmt: skip
+
+        figures = {
+            "pages": pages,
+            "errors": errors,
+            "bytes": size,
+            "pages_per_second": pages / elapsed if elapsed > 0 else None,
+            "latency_p50_ms": percentile(0.5),
+            "latency_p95_ms": percentile(0.95),
+            "fetch_seconds": fetch_ms / 1000,
+        }
+        with self.db.atomic():
+            self.db.table("runs").update(run_id, {**fields, **figures})
 
     def close(self) -> None:
         """Flush, index the links by target and close the database."""

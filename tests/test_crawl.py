@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -149,6 +150,29 @@ def test_full_crawl_records_every_page_exactly(site: SiteServer, backend: str, t
     assert page("/").get("attempts") == 1
 
 
+def test_a_crawl_is_recorded_as_a_run(site: SiteServer, backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    crawl_site(site, backend, db, "--depth", "5", "--concurrency", "3")
+    [run] = rows(db, "SELECT * FROM runs")
+    pages = rows(db)
+    assert {page["run_id"] for page in pages} == {run["id"]}
+    assert (run["status"], run["backend"], run["parser"], run["concurrency"], run["pages"], run["errors"]) == (
+        "finished", backend, "bs4", 3, 14, 3,
+    )  # fmt: skip
+    assert run["bytes"] == sum(page["size"] or 0 for page in pages)
+    assert json.loads(run["seeds"]) == [site.url("/")]
+    assert json.loads(run["settings"])["depth"] == 5
+    latencies = sorted(page["elapsed_ms"] for page in pages if page["elapsed_ms"] is not None)
+    assert len(latencies) == 14
+    # Nearest rank: the 7th and the 14th of 14.
+    assert (run["latency_p50_ms"], run["latency_p95_ms"]) == (latencies[6], latencies[13])
+    assert run["fetch_seconds"] == pytest.approx(sum(latencies) / 1000)
+    assert run["pages_per_second"] == pytest.approx(14 / run["elapsed_s"])
+    assert run["started_at"] < run["ended_at"]
+    assert run["cpu_seconds"] > 0 and run["peak_rss_mb"] > 20
+    assert 0 < run["parse_seconds"] < run["cpu_seconds"] and 0 < run["store_seconds"] < run["elapsed_s"]
+
+
 def test_links_are_absolute_canonical_and_http_only(site: SiteServer, backend: str, tmp_path: Path) -> None:
     db = tmp_path / "crawl.db"
     crawl_site(site, backend, db, "--depth", "1")
@@ -217,6 +241,7 @@ def test_max_pages_stops_the_crawl(site: SiteServer, backend: str, tmp_path: Pat
     assert len(pages) == 4
     assert site.url("/") in pages
     assert "Crawled 4 pages" in stdout
+    assert rows(db, "SELECT status, pages FROM runs") == [{"status": "limit", "pages": 4}]
 
 
 def test_any_host_follows_links_to_other_hosts(site: SiteServer, backend: str, tmp_path: Path) -> None:

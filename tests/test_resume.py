@@ -79,6 +79,17 @@ def test_kill_9_mid_crawl_then_resume_loses_nothing(serve: Serve, backend: str, 
     fetched_after = [hit.path for hit in server.hits if hit.path != "/robots.txt"]
     assert not done_before & set(fetched_after)
     assert set(fetched_after) == {page for page, _, _ in outcome(db, server)} - done_before
+    # The killed run is closed when the next one starts, with what its pages tell; both own their pages.
+    runs = rows(db, "SELECT id, status, pages, cpu_seconds FROM runs ORDER BY id")
+    assert [(run["status"], run["pages"]) for run in runs] == [
+        ("killed", len(done_before)),
+        ("finished", len(set(fetched_after))),
+    ]
+    assert runs[0]["cpu_seconds"] is None and runs[1]["cpu_seconds"] > 0  # a killed run's CPU time is unknown
+    assert rows(db, "SELECT run_id, count(*) AS n FROM pages GROUP BY run_id") == [
+        {"run_id": 1, "n": len(done_before)},
+        {"run_id": 2, "n": len(set(fetched_after))},
+    ]
 
 
 def test_ctrl_c_stops_gracefully_and_resume_finishes(serve: Serve, backend: str, tmp_path: Path) -> None:
@@ -94,6 +105,7 @@ def test_ctrl_c_stops_gracefully_and_resume_finishes(serve: Serve, backend: str,
     assert "Traceback" not in stderr
     interrupted = frontier_states(db)
     assert interrupted["done"] == len(rows(db, "SELECT url FROM pages")) and interrupted["queued"] > 0
+    assert rows(db, "SELECT status, pages FROM runs") == [{"status": "interrupted", "pages": interrupted["done"]}]
 
     run = run_cli("crawl", "--resume", "--db", str(db), "--backend", backend, "--depth", "100", "--max-pages", "5000",
                   *FAST_RETRIES)  # fmt: skip

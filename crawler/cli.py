@@ -6,16 +6,18 @@ import csv
 import json
 import sqlite3
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TextIO
 
 import sqlite_utils
 import typer
 
 from crawler.bench import BenchOptions, RunResult, medians, render
 from crawler.bench import run as run_bench
+from crawler.compare import compare_text, figures
 from crawler.config import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -34,10 +36,23 @@ from crawler.config import (
 from crawler.engine import NothingToResume
 from crawler.engine import crawl as run_crawl
 from crawler.progress import ProgressDisplay
-from crawler.report import stats_text, summary_dict, summary_text, table
+from crawler.report import broken_text, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
 from crawler.siteserver import SiteOptions, serve_in_subprocess
-from storage import StorageError, open_readonly, run_query, stats, top
+from storage import (
+    BROKEN_COLUMNS,
+    PageFilter,
+    StorageError,
+    broken_links,
+    check_filter,
+    latest_run_ids,
+    open_readonly,
+    run_query,
+    runs,
+    stats,
+    table_rows,
+    top,
+)
 
 app = typer.Typer(
     help="A concurrent web crawler: crawl with one of four concurrency models, then query the page database.",
@@ -289,11 +304,161 @@ def _open(db: Path) -> sqlite_utils.Database:
         fail(str(exc))
 
 
+HostFilter = Annotated[str | None, typer.Option("--host", help="Only pages from this host.")]
+RunFilter = Annotated[int | None, typer.Option("--run", help="Only pages fetched by this run (see `crawler runs`).")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Output JSON.")]
+
+
 @app.command("stats")
-def stats_command(db: DbOption = Path(DEFAULT_DB)) -> None:
-    """Totals and size figures of the crawl, pages by status and by host."""
+def stats_command(db: DbOption = Path(DEFAULT_DB), host: HostFilter = None, run: RunFilter = None) -> None:
+    """Totals, a page-size histogram, and pages by status, host and content type."""
+    page_filter = PageFilter(host=host, run=run)
     with _open(db) as database:
-        typer.echo(stats_text(stats(database)))
+        try:
+            check_filter(database, page_filter)
+        except StorageError as exc:
+            fail(str(exc))
+        typer.echo(stats_text(stats(database, page_filter)))
+
+
+def _runs(database: sqlite_utils.Database, ids: list[int] | None) -> list[dict[str, Any]]:
+    try:
+        return runs(database, ids)
+    except StorageError as exc:
+        fail(str(exc))
+
+
+@app.command("runs")
+def runs_command(db: DbOption = Path(DEFAULT_DB), as_json: JsonFlag = False) -> None:
+    """Every crawl recorded in the database: when, how, and how it went."""
+    with _open(db) as database:
+        rows = _runs(database, None)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        typer.echo(f"No runs recorded in {db} yet.")
+    else:
+        typer.echo(runs_text(rows))
+
+
+@app.command()
+def compare(
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Argument(
+            metavar="[RUN]...", help="Run ids (see `crawler runs`).", show_default="the latest of each backend"
+        ),
+    ] = None,
+    db: DbOption = Path(DEFAULT_DB),
+    as_json: JsonFlag = False,
+) -> None:
+    """Runs side by side: pages/s and each one's ratio to the best, latency, CPU, memory, and what held it back."""
+    with _open(db) as database:
+        rows = _runs(database, run_ids or latest_run_ids(database))
+    if not rows:
+        fail(f"no run with pages in {db}: crawl first (e.g. with --backend thread, then --backend asyncio)")
+    if as_json:
+        typer.echo(json.dumps([asdict(row) for row in figures(rows)], indent=2))
+    else:
+        typer.echo(compare_text(rows))
+
+
+@app.command()
+def broken(
+    db: DbOption = Path(DEFAULT_DB),
+    host: Annotated[str | None, typer.Option("--host", help="Only broken targets on this host.")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Output CSV, a row per (broken URL, linking page).")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Output JSON Lines, an object per (broken URL, linking page).")
+    ] = False,
+) -> None:
+    """Links that lead to a 4xx/5xx page or a failed fetch, with the pages that link to them."""
+    if as_csv and as_json:
+        fail("choose one of --csv and --json")
+    with _open(db) as database:
+        rows = broken_links(database, host)
+        if as_csv:
+            _write_csv(sys.stdout, BROKEN_COLUMNS, rows)
+        elif as_json:
+            _write_ndjson(sys.stdout, BROKEN_COLUMNS, rows)
+        else:
+            typer.echo(broken_text(rows))
+
+
+class ExportFormat(StrEnum):
+    """What `crawler export` writes."""
+
+    csv = "csv"
+    json = "json"
+    ndjson = "ndjson"
+
+
+def _write_csv(out: TextIO, columns: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+
+
+def _write_ndjson(out: TextIO, columns: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    for row in rows:
+        out.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
+
+
+def _write_json(out: TextIO, columns: list[str], rows: Iterable[Sequence[Any]]) -> None:
+    out.write("[")
+    for index, row in enumerate(rows):
+        out.write(("," if index else "") + "\n" + json.dumps(dict(zip(columns, row, strict=True))))
+    out.write("\n]\n")
+
+
+WRITERS = {ExportFormat.csv: _write_csv, ExportFormat.json: _write_json, ExportFormat.ndjson: _write_ndjson}
+SUFFIXES = {
+    ".csv": ExportFormat.csv,
+    ".json": ExportFormat.json,
+    ".ndjson": ExportFormat.ndjson,
+    ".jsonl": ExportFormat.ndjson,
+}
+
+
+class ExportTable(StrEnum):
+    """The tables `crawler export` writes (see `storage.EXPORT_TABLES`)."""
+
+    pages = "pages"
+    links = "links"
+    runs = "runs"
+
+
+@app.command()
+def export(
+    table_name: Annotated[ExportTable, typer.Option("--table", "-t", help="The table to export.")] = ExportTable.pages,
+    export_format: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv, json (an array) or ndjson (an object a line).",
+            show_default="from -o, else csv",
+        ),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.", show_default="stdout")] = None,
+    db: DbOption = Path(DEFAULT_DB),
+) -> None:
+    """Write a table as CSV, JSON or NDJSON, row by row: any size exports in constant memory."""
+    chosen = export_format or (SUFFIXES.get(output.suffix.lower()) if output else None) or ExportFormat.csv
+    with _open(db) as database:
+        try:
+            columns, rows = table_rows(database, table_name.value)
+        except StorageError as exc:
+            fail(str(exc))
+        if output is None:
+            WRITERS[chosen](sys.stdout, columns, rows)
+            return
+        try:
+            with output.open("w", encoding="utf-8", newline="") as out:
+                WRITERS[chosen](out, columns, rows)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
+    typer.echo(f"Wrote {table_name.value} to {output} ({chosen.value}).", err=True)
 
 
 @app.command("top")
@@ -328,9 +493,7 @@ def query(
         except StorageError as exc:
             fail(str(exc))
         if as_csv:
-            writer = csv.writer(sys.stdout, lineterminator="\n")
-            writer.writerow(columns)
-            writer.writerows(rows)
+            _write_csv(sys.stdout, columns, rows)
         elif as_json:
             typer.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2))
         else:

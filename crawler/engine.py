@@ -459,6 +459,7 @@ def crawl(config: CrawlConfig, seeds: list[str], progress: ProgressCallback | No
                 "peak_rss_mb": meter.peak_rss / 2**20,
                 "parse_seconds": engine.summary.parse_seconds if engine else None,
                 "store_seconds": store.write_seconds,
+                "retries": engine.summary.retries if engine else None,
             })  # fmt: skip
         return summary
     finally:

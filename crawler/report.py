@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Sequence
+from itertools import groupby
 from typing import Any
 
 from tabulate import tabulate
@@ -12,11 +14,12 @@ from crawler.engine import CrawlSummary
 from storage import Stats
 
 
-def human_bytes(count: float) -> str:
-    """1536 -> '1.5 KB' (powers of 1024, as file managers show)."""
+def human_bytes(count: float, short: bool = False) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, as file managers show); `short` drops a '.0' (2048 -> '2 KB')."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(count) < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+            text = f"{count:.0f}" if unit == "B" else f"{count:.1f}"
+            return f"{text.removesuffix('.0') if short else text} {unit}"
         count /= 1024
     raise AssertionError("unreachable")
 
@@ -54,8 +57,40 @@ def summary_dict(summary: CrawlSummary) -> dict[str, object]:
     return data
 
 
+BAR_WIDTH = 40
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(value: float, largest: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar of block characters, `width` long for `largest`, in eighths of a character."""
+    eighths = round(8 * width * value / largest) if largest > 0 else 0
+    if value > 0 and eighths == 0:
+        eighths = 1  # something is there: show it
+    full, part = divmod(eighths, 8)
+    return "█" * full + (_EIGHTHS[part] if part else "")
+
+
+def size_range(low: int, high: int) -> str:
+    """A size bucket's label: '< 1 KB', '1-2 KB', '512 KB-1 MB'."""
+    if low == 0:
+        return f"< {human_bytes(high, short=True)}"
+    low_text, high_text = human_bytes(low, short=True), human_bytes(high, short=True)
+    if low_text.split()[1] == high_text.split()[1]:
+        low_text = low_text.split()[0]
+    return f"{low_text}-{high_text}"
+
+
+def histogram_text(histogram: list[tuple[int, int, int]]) -> str:
+    """Page sizes in log-scale buckets, as bars scaled to the fullest bucket."""
+    largest = max((count for _, _, count in histogram), default=0)
+    return table(
+        ["size", "pages", ""],
+        [(size_range(low, high), f"{count:,}", bar(count, largest)) for low, high, count in histogram],
+    )
+
+
 def stats_text(stats: Stats) -> str:
-    """What `crawler stats` prints: totals, then pages by status and by host."""
+    """What `crawler stats` prints: totals, the size histogram, then pages by status, host and content type."""
     share = f" ({stats.errors / stats.pages:.1%})" if stats.pages else ""
     totals = [
         ("pages", f"{stats.pages:,}"),
@@ -65,12 +100,68 @@ def stats_text(stats: Stats) -> str:
         ("median size", human_bytes(stats.median_size)),
         ("max size", human_bytes(stats.max_size)),
     ]
+    hosts = table(
+        ["host", "pages", "bytes", "median size", "errors"],
+        [
+            (row.host, f"{row.pages:,}", human_bytes(row.bytes), human_bytes(row.median_size),
+             f"{row.errors / row.pages:.1%}")
+            for row in stats.by_host
+        ],
+    )  # fmt: skip
+    if stats.hosts > len(stats.by_host):
+        hosts += f"\n... and {stats.hosts - len(stats.by_host):,} more hosts (see --host)"
     parts = [
         tabulate(totals, tablefmt="plain", disable_numparse=True),
+        histogram_text(stats.histogram),
         table(["status", "pages"], [(status, f"{count:,}") for status, count in stats.by_status]),
+        hosts,
         table(
-            ["host", "pages", "bytes", "errors"],
-            [(host, f"{pages:,}", human_bytes(size), f"{errors:,}") for host, pages, size, errors in stats.by_host],
+            ["content type", "pages", "bytes"],
+            [(kind, f"{count:,}", human_bytes(size)) for kind, count, size in stats.by_content_type],
         ),
     ]
     return "\n\n".join(parts)
+
+
+def runs_text(runs: list[dict[str, Any]]) -> str:
+    """What `crawler runs` prints: a line per run, oldest first."""
+
+    def seeds(value: str) -> str:
+        urls = json.loads(value or "[]")
+        return (urls[0] + (f" +{len(urls) - 1}" if len(urls) > 1 else "")) if urls else "(resumed)"
+
+    def number(value: float | None, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    return table(
+        ["id", "started (UTC)", "status", "backend", "conc.", "pages", "errors", "pages/s", "p50 ms", "p95 ms",
+         "CPU s", "RSS MB", "seeds"],
+        [
+            (run["id"], (run["started_at"] or "")[:19].replace("T", " "), run["status"], run["backend"],
+             run["concurrency"], f"{run['pages'] or 0:,}", f"{run['errors'] or 0:,}",
+             number(run["pages_per_second"], ",.1f"), number(run["latency_p50_ms"], ".1f"),
+             number(run["latency_p95_ms"], ".1f"), number(run["cpu_seconds"], ".2f"),
+             number(run["peak_rss_mb"], ".0f"), seeds(run["seeds"]))
+            for run in runs
+        ],
+    )  # fmt: skip
+
+
+BROKEN_REFERRERS_SHOWN = 5
+
+
+def broken_text(rows: Iterable[Sequence[Any]]) -> str:
+    """What `crawler broken` prints: each broken URL, why, and up to five pages that link to it.
+    `rows` are `storage.BROKEN_COLUMNS`, ordered by URL."""
+    blocks: list[str] = []
+    for (url, final_url, status, error_kind, message), group in groupby(rows, key=lambda row: tuple(row[:5])):
+        referrers = [row[5] for row in group]
+        why = f"{status}" if status is not None else f"({error_kind})"
+        lines = [f"{why:>7}  {url}" + (f" -> {final_url}" if final_url != url else "") + f"  {message or ''}".rstrip()]
+        lines += [f"         linked from {referrer}" for referrer in referrers[:BROKEN_REFERRERS_SHOWN]]
+        if len(referrers) > BROKEN_REFERRERS_SHOWN:
+            lines.append(f"         ... and {len(referrers) - BROKEN_REFERRERS_SHOWN:,} more pages (--csv lists all)")
+        blocks.append("\n".join(lines))
+    if not blocks:
+        return "No broken links: every link followed led to a page that answered."
+    return "\n".join(blocks) + f"\n\n{len(blocks):,} broken URL{'s' if len(blocks) != 1 else ''}."

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from storage.queries import ReadOnlyError, Stats, StorageError, open_readonly, run_query, stats, top
+from storage.queries import (
+    BROKEN_COLUMNS,
+    EXPORT_TABLES,
+    HostStats,
+    PageFilter,
+    ReadOnlyError,
+    Stats,
+    StorageError,
+    broken_links,
+    broken_links_sql,
+    check_filter,
+    latest_run_ids,
+    open_readonly,
+    run_query,
+    runs,
+    size_buckets,
+    stats,
+    table_rows,
+    top,
+)
 from storage.writer import FAILED, FINISHED, INTERRUPTED, KILLED, LIMIT, RUNNING, FrontierEntry, PageStore
 
 __all__ = [
+    "BROKEN_COLUMNS",
+    "EXPORT_TABLES",
     "FAILED",
     "FINISHED",
     "INTERRUPTED",
@@ -13,12 +34,21 @@ __all__ = [
     "LIMIT",
     "RUNNING",
     "FrontierEntry",
+    "HostStats",
+    "PageFilter",
     "PageStore",
     "ReadOnlyError",
     "Stats",
     "StorageError",
+    "broken_links",
+    "broken_links_sql",
+    "check_filter",
+    "latest_run_ids",
     "open_readonly",
     "run_query",
+    "runs",
+    "size_buckets",
     "stats",
+    "table_rows",
     "top",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,37 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
 
 
 @dataclass(frozen=True, slots=True)
+class PageFilter:
+    """Which pages a read command looks at: all, one host's, one run's, or both."""
+
+    host: str | None = None
+    run: int | None = None
+
+    def where(self, prefix: str = "") -> tuple[str, list[Any]]:
+        """An SQL condition (`1` when nothing is filtered) and its parameters; `prefix` qualifies columns."""
+        clauses: list[str] = ["1"]
+        params: list[Any] = []
+        if self.host is not None:
+            clauses.append(f"{prefix}host = ?")
+            params.append(self.host)
+        if self.run is not None:
+            clauses.append(f"{prefix}run_id = ?")
+            params.append(self.run)
+        return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True, slots=True)
+class HostStats:
+    """One host's line in `crawler stats`."""
+
+    host: str
+    pages: int
+    bytes: int
+    median_size: float
+    errors: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """Totals over a crawl database: page counts, sizes of the bodies fetched, breakdowns."""
 
@@ -50,44 +82,177 @@ class Stats:
     median_size: float
     max_size: int
     by_status: list[tuple[str, int]]
-    by_host: list[tuple[str, int, int, int]]  # host, pages, bytes, errors
+    by_host: list[HostStats]  # the hosts with the most pages, at most `hosts` of them
+    hosts: int  # hosts in all
+    by_content_type: list[tuple[str, int, int]]  # media type (no parameters), pages, bytes
+    histogram: list[tuple[int, int, int]]  # [low, high) bytes, pages of a size in it (log-scale buckets)
 
 
-def _median(db: sqlite_utils.Database, count: int) -> float:
+def check_filter(db: sqlite_utils.Database, page_filter: PageFilter) -> None:
+    """`StorageError` if the filter names a run or host the database does not have."""
+    if page_filter.run is not None:
+        if "runs" not in db.table_names():
+            raise StorageError("this database has no runs table (it was written before runs were recorded)")
+        if db.execute("SELECT 1 FROM runs WHERE id = ?", [page_filter.run]).fetchone() is None:
+            raise StorageError(f"no run {page_filter.run} in this database (`crawler runs` lists them)")
+    if (
+        page_filter.host is not None
+        and db.execute("SELECT 1 FROM pages WHERE host = ? LIMIT 1", [page_filter.host]).fetchone() is None
+    ):
+        raise StorageError(f"no pages from host {page_filter.host!r} in this database")
+
+
+def _median(db: sqlite_utils.Database, count: int, where: str, params: list[Any]) -> float:
     if count == 0:
         return 0.0
     middle = [
         row[0]
         for row in db.execute(
-            "SELECT size FROM pages WHERE status IS NOT NULL ORDER BY size LIMIT ? OFFSET ?",
-            [2 - count % 2, (count - 1) // 2],
+            f"SELECT size FROM pages WHERE status IS NOT NULL AND {where} ORDER BY size LIMIT ? OFFSET ?",
+            [*params, 2 - count % 2, (count - 1) // 2],
         )
     ]
     return float(sum(middle) / len(middle))
 
 
-def stats(db: sqlite_utils.Database) -> Stats:
+def size_buckets(largest: int) -> list[tuple[int, int]]:
+    """Log-scale [low, high) size buckets: under 1 KB, then doubling (1-2 KB, 2-4 KB, ...) up to `largest`."""
+    bounds = [0, 1024]
+    while bounds[-1] <= largest:
+        bounds.append(2 * bounds[-1])
+    return list(pairwise(bounds))
+
+
+def _histogram(db: sqlite_utils.Database, largest: int, where: str, params: list[Any]) -> list[tuple[int, int, int]]:
+    buckets = size_buckets(largest)
+    case = " ".join(f"WHEN size < {high} THEN {index}" for index, (_, high) in enumerate(buckets))
+    counts = dict(
+        db.execute(
+            f"SELECT CASE {case} END AS bucket, count(*) FROM pages WHERE size IS NOT NULL AND status IS NOT NULL "
+            f"AND {where} GROUP BY bucket",
+            params,
+        ).fetchall()
+    )
+    return [(low, high, counts.get(index, 0)) for index, (low, high) in enumerate(buckets)]
+
+
+def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, hosts: int = 20) -> Stats:
     """Compute the figures `crawler stats` prints. Sizes count responses only (a timeout has no size)."""
+    where, params = (page_filter or PageFilter()).where()
     pages, errors, responses, total, mean, largest = db.execute(
-        """SELECT count(*), count(error_kind), count(status), coalesce(sum(size), 0),
-                  coalesce(avg(CASE WHEN status IS NOT NULL THEN size END), 0), coalesce(max(size), 0)
-           FROM pages"""
+        f"""SELECT count(*), count(error_kind), count(status), coalesce(sum(size), 0),
+                   coalesce(avg(CASE WHEN status IS NOT NULL THEN size END), 0), coalesce(max(size), 0)
+            FROM pages WHERE {where}""",
+        params,
     ).fetchone()
     by_status = [
         (str(status) if status is not None else f"({kind})", count)
         for status, kind, count in db.execute(
-            """SELECT status, CASE WHEN status IS NULL THEN error_kind END AS kind, count(*)
-               FROM pages GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2"""
+            f"""SELECT status, CASE WHEN status IS NULL THEN error_kind END AS kind, count(*)
+                FROM pages WHERE {where} GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2""",
+            params,
         )
     ]
+    host_rows = db.execute(
+        f"""SELECT host, count(*), coalesce(sum(size), 0), count(error_kind), count(status)
+            FROM pages WHERE {where} GROUP BY host ORDER BY count(*) DESC, host""",
+        params,
+    ).fetchall()
     by_host = [
-        (host, count, size, errs)
-        for host, count, size, errs in db.execute(
-            """SELECT host, count(*), coalesce(sum(size), 0), count(error_kind)
-               FROM pages GROUP BY host ORDER BY count(*) DESC, host"""
+        HostStats(
+            host=host,
+            pages=count,
+            bytes=size,
+            median_size=_median(db, responses_of_host, f"{where} AND host = ?", [*params, host]),
+            errors=errs,
+        )
+        for host, count, size, errs, responses_of_host in host_rows[:hosts]
+    ]
+    media_type = "lower(trim(substr(content_type, 1, instr(content_type || ';', ';') - 1)))"
+    by_content_type = [
+        (content_type or "(none)", count, size)
+        for content_type, count, size in db.execute(
+            f"""SELECT {media_type} AS media_type, count(*), coalesce(sum(size), 0)
+                FROM pages WHERE status IS NOT NULL AND {where} GROUP BY media_type ORDER BY count(*) DESC, 1""",
+            params,
         )
     ]
-    return Stats(pages, errors, responses, total, mean, _median(db, responses), largest, by_status, by_host)
+    return Stats(
+        pages=pages,
+        errors=errors,
+        responses=responses,
+        total_bytes=total,
+        mean_size=mean,
+        median_size=_median(db, responses, where, params),
+        max_size=largest,
+        by_status=by_status,
+        by_host=by_host,
+        hosts=len(host_rows),
+        by_content_type=by_content_type,
+        histogram=_histogram(db, largest, where, params) if responses else [],
+    )
+
+
+def runs(db: sqlite_utils.Database, ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """The runs with these ids (in that order), or all of them, oldest first. `StorageError` for an unknown id
+    or a database written before runs were recorded."""
+    if "runs" not in db.table_names():
+        raise StorageError("this database has no runs table (it was written before runs were recorded)")
+    if ids is None:
+        return list(db.query("SELECT * FROM runs ORDER BY id"))
+    found = {row["id"]: row for row in db.query(f"SELECT * FROM runs WHERE id IN ({', '.join('?' * len(ids))})", ids)}
+    missing = [str(run_id) for run_id in ids if run_id not in found]
+    if missing:
+        raise StorageError(f"no run {', '.join(missing)} in this database (`crawler runs` lists them)")
+    return [found[run_id] for run_id in ids]
+
+
+def latest_run_ids(db: sqlite_utils.Database) -> list[int]:
+    """The latest run of each backend that fetched anything, oldest first."""
+    return [
+        row[0]
+        for row in db.execute("SELECT max(id) FROM runs WHERE pages > 0 GROUP BY backend ORDER BY max(id)").fetchall()
+    ]
+
+
+BROKEN_COLUMNS = ["url", "final_url", "status", "error_kind", "error_message", "from_url"]
+
+
+def broken_links_sql(host: bool = False) -> str:
+    """SQL for every link to a page that failed (4xx/5xx or no response; through redirects, judged by where
+    they ended), a row per linking page, ordered by target: `BROKEN_COLUMNS`. Pages robots.txt kept the
+    crawler from are not broken. With `host`, it takes a `:host` parameter and keeps targets on that host."""
+    # Failed pages are few: finding them first, then their links, beats joining every link to pages twice
+    # (ten times over on 2 million links without the to_url index, which a running crawl drops).
+    # MATERIALIZED keeps SQLite from flattening the two steps back into one.
+    return f"""WITH broken AS MATERIALIZED (
+  SELECT t.url, t.final_url, f.status, f.error_kind, f.error_message
+  FROM pages t
+  JOIN pages f ON f.url = t.final_url
+  WHERE f.error_kind IS NOT NULL AND f.error_kind != 'robots'{" AND t.host = :host" if host else ""}
+)
+SELECT b.url, b.final_url, b.status, b.error_kind, b.error_message, l.from_url
+FROM broken b
+JOIN links l ON l.to_url = b.url
+ORDER BY b.url, l.from_url"""
+
+
+def broken_links(db: sqlite_utils.Database, host: str | None = None) -> Iterator[tuple[Any, ...]]:
+    """Run `broken_links_sql`, lazily; `host` keeps targets on that host."""
+    return iter(db.execute(broken_links_sql(host is not None), {"host": host} if host is not None else {}))
+
+
+EXPORT_TABLES = ("pages", "links", "runs")
+
+
+def table_rows(db: sqlite_utils.Database, name: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """A table's column names and a lazy iterator over its rows in insertion order (constant memory)."""
+    if name not in EXPORT_TABLES:
+        raise StorageError(f"cannot export {name!r}: choose one of {', '.join(EXPORT_TABLES)}")
+    if name not in db.table_names():
+        raise StorageError(f"this database has no {name} table (it was written by an older crawler)")
+    cursor = db.execute(f"SELECT * FROM [{name}] ORDER BY rowid")
+    return [description[0] for description in cursor.description], iter(cursor)
 
 
 TOP_COLUMNS = ["url", "size", "status", "content_type", "title"]

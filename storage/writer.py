@@ -55,6 +55,7 @@ RUNS_COLUMNS: dict[str, type] = {
     "seeds": str,  # JSON array of the seed URLs given (empty when resuming)
     "settings": str,  # JSON object: every crawl setting
     "pages": int,  # rows this run wrote
+    "retries": int,  # requests made again after a timeout, connection error, 429 or 5xx
     "errors": int,
     "bytes": int,
     "elapsed_s": float,
@@ -269,7 +270,8 @@ class PageStore:
 
     def finish_run(self, status: str, measures: dict[str, float | None]) -> None:
         """Write everything queued, then close the current run: its status, the measures the crawl took
-        (elapsed_s, cpu_seconds, peak_rss_mb, parse_seconds, store_seconds) and the figures of its pages."""
+        (elapsed_s, cpu_seconds, peak_rss_mb, parse_seconds, store_seconds, retries) and the figures of its
+        pages."""
         self.flush()
         if self.run_id is not None:
             self._finish(self.run_id, {"status": status, "ended_at": _now(), **measures})

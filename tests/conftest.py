@@ -94,8 +94,11 @@ def site() -> Iterator[SiteServer]:
         yield server
 
 
+Serve = Callable[..., SiteServer]
+
+
 @pytest.fixture
-def serve() -> Iterator[Callable[..., SiteServer]]:
+def serve() -> Iterator[Serve]:
     """Start servers for this test only: `serve(site)` or `serve(site, host="127.0.0.2")`."""
     with ExitStack() as stack:
         yield lambda site, **kwargs: stack.enter_context(serve_in_thread(site, **kwargs))

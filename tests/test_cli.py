@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,9 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
-    assert sorted(commands) == ["bench", "crawl", "demo", "query", "stats", "top"]
+    assert sorted(commands) == [
+        "bench", "broken", "compare", "crawl", "demo", "export", "query", "runs", "stats", "top",
+    ]  # fmt: skip
     for command in commands:
         run = run_cli(command, "--help")
         assert run.exit_code == 0
@@ -126,7 +129,20 @@ def test_stats_reports_totals_sizes_statuses_and_hosts(crawled: Path) -> None:
     assert f"max size {max(sizes) / 1024:.1f} KB" in lines
     assert "200 10" in lines and "301 1" in lines and "404 1" in lines and "500 1" in lines
     assert "(timeout) 1" in lines
-    assert f"127.0.0.1 14 {sum(sizes) / 1024:.1f} KB 3" in lines
+    median = human_bytes(statistics.median(sizes))
+    assert f"127.0.0.1 14 {sum(sizes) / 1024:.1f} KB {median} 21.4%" in lines
+    # Log-scale buckets up to the largest page (the 50 KB one), each with its count and a bar.
+    labels = ["< 1 KB", "1-2 KB", "2-4 KB", "4-8 KB", "8-16 KB", "16-32 KB", "32-64 KB"]
+    bounds = [0, *(2**k for k in range(10, 17))]
+    counts = [sum(low <= size < high for size in sizes) for low, high in pairwise(bounds)]
+    firsts = {label.split()[0] for label in labels}
+    histogram = [line.rstrip("▏▎▍▌▋▊▉█ ") for line in lines if line.split(" ")[0] in firsts]
+    assert histogram == [f"{label} {count}" for label, count in zip(labels, counts, strict=True)]
+    assert [line for line in lines if "█" in line and line.startswith(labels[counts.index(max(counts))])]
+    html = [row for row in rows(crawled) if (row["content_type"] or "").startswith("text/html") and row["status"]]
+    assert f"text/html {len(html)} {human_bytes(sum(row['size'] for row in html))}" in lines
+    [pdf] = [row["size"] for row in rows(crawled) if row["content_type"] == "application/pdf"]
+    assert f"application/pdf 1 {human_bytes(pdf)}" in lines
 
 
 def test_top_lists_the_largest_pages_first(crawled: Path, site: SiteServer) -> None:
@@ -184,7 +200,10 @@ def test_query_rejects_both_csv_and_json(crawled: Path) -> None:
     assert (run.exit_code, run.stderr.strip()) == (2, "Error: choose one of --csv and --json")
 
 
-@pytest.mark.parametrize("command", [["stats"], ["top"], ["query", "SELECT 1"]])
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["top"], ["query", "SELECT 1"], ["runs"], ["compare"], ["broken"], ["export"]],
+)
 def test_read_commands_explain_a_missing_or_foreign_database(command: list[str], tmp_path: Path) -> None:
     missing = run_cli(*command, "--db", str(tmp_path / "none.db"))
     assert missing.exit_code == 2

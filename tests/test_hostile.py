@@ -7,16 +7,12 @@ import codecs
 import gzip
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from crawler.sitegen import ORIGIN, PORT, Resource, Site
-from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, page_html, pages_by_url, rows, run_cli
-
-Serve = Callable[..., SiteServer]
+from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli
 
 
 def home(*links: str) -> Resource:

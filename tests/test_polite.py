@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 
 from crawler.sitegen import Resource, Site
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, page_html, pages_by_url, run_cli
+from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, run_cli
 
-Serve = Callable[..., SiteServer]
 ROBOTS = """
 User-agent: *
 Disallow: /private/

@@ -8,14 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from crawler.sitegen import Resource, Site, generate_site
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, page_html, pages_by_url, rows, run_cli
-
-Serve = Callable[..., SiteServer]
+from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli
 
 
 def slow_site(pages: int, delay: float) -> Site:

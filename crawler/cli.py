@@ -38,6 +38,7 @@ from crawler.engine import crawl as run_crawl
 from crawler.progress import ProgressDisplay
 from crawler.report import broken_text, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
+from crawler.serve import DEFAULT_PORT, ServeError, serve
 from crawler.siteserver import SiteOptions, serve_in_subprocess
 from storage import (
     BROKEN_COLUMNS,
@@ -459,6 +460,24 @@ def export(
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     typer.echo(f"Wrote {table_name.value} to {output} ({chosen.value}).", err=True)
+
+
+@app.command("serve")
+def serve_command(
+    db: DbOption = Path(DEFAULT_DB),
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port on 127.0.0.1 (0: any free).")] = (
+        DEFAULT_PORT
+    ),
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in your web browser.")] = False,
+) -> None:
+    """Browse the page database in Datasette, read-only, on 127.0.0.1 (needs: pip install "crawler[serve]")."""
+    try:
+        code = serve(db, port, open_browser)
+    except StorageError as exc:
+        fail(str(exc))
+    except ServeError as exc:
+        fail(str(exc), 1)
+    raise typer.Exit(code)
 
 
 @app.command("top")

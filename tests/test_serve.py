@@ -1,0 +1,319 @@
+"""`crawler serve`: a crawl of the fixture site served by a real Datasette on 127.0.0.1, read-only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.serve import CANNED_QUERIES, HOST, DatasetteMissing, ServeError, datasette_command, metadata, serve
+from crawler.sitegen import Resource
+from crawler.siteserver import SiteServer
+from storage import StorageError
+from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, page_html, rows, run_cli
+
+pytest.importorskip("datasette", reason='Datasette is an optional extra: pip install "crawler[serve]"')
+
+ROOT = Path(__file__).resolve().parents[1]
+START_SECONDS = 30.0
+# Runs serve() as `crawler serve` will, in a process of its own, so that a SIGINT to it is a Ctrl-C.
+SERVE_SCRIPT = (
+    "import sys; from pathlib import Path; from crawler.serve import serve; sys.exit(serve(Path(sys.argv[1]), 0))"
+)
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only, whatever the env says
+
+
+def crawl(db: Path, origin: str) -> None:
+    """Crawl a site from `origin`/ into `db` with the asyncio backend (serving is not backend behaviour)."""
+    run = run_cli(
+        "crawl", f"{origin}/", "--db", str(db), "--backend", "asyncio", "--depth", "5", "--timeout", TEST_TIMEOUT,
+        *FAST_RETRIES,
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+
+
+@pytest.fixture(scope="module")
+def crawled(site: SiteServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A crawl database of the whole fixture site."""
+    db = tmp_path_factory.mktemp("serve") / "crawl.db"
+    crawl(db, site.origin)
+    return db
+
+
+class Served:
+    """A running `serve()`: its base URL, and its process and log for the test to look at."""
+
+    def __init__(self, process: subprocess.Popen[str], log: list[str], url: str) -> None:
+        self.process = process
+        self.log = log
+        self.url = url
+
+    def get(self, path: str, **params: str) -> tuple[int, Any]:
+        """GET `path` with query `params`; the status and the decoded JSON body (or the text if not JSON)."""
+        return self.request(path, None, **params)
+
+    def request(self, path: str, data: bytes | None, **params: str) -> tuple[int, Any]:
+        """GET, or POST `data`; the status and the decoded body."""
+        url = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        try:
+            with NO_PROXY.open(urllib.request.Request(url, data=data), timeout=30) as response:
+                status, body = response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode()
+            exc.close()
+        try:
+            return status, json.loads(body)
+        except json.JSONDecodeError:
+            return status, body
+
+    def query(self, name: str) -> list[dict[str, Any]]:
+        """The rows of a canned query, through Datasette's JSON API."""
+        status, body = self.get(f"/crawl/{name}.json", _shape="array")
+        assert status == 200, body
+        assert isinstance(body, list)
+        return body
+
+
+@contextmanager
+def served(db: Path) -> Iterator[Served]:
+    """Run `serve(db, port=0)` in a subprocess until it answers; on the way out, Ctrl-C it (SIGINT) as a user
+    would, and check that it and its Datasette stopped cleanly and left no metadata file behind."""
+    before = set(Path(tempfile.gettempdir()).glob("crawler-serve-*"))
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, str(db)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a signal to it reaches Datasette only through serve()
+    )
+    assert process.stderr is not None
+    stderr = process.stderr
+    log: list[str] = []
+    listening = threading.Event()
+
+    def drain() -> None:  # Datasette logs every request: read on, so that it never blocks on a full pipe
+        for line in stderr:
+            log.append(line)
+            if "Uvicorn running on" in line:
+                listening.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while not listening.wait(0.1):
+            assert process.poll() is None, "".join(log)
+            assert time.monotonic() < deadline, "".join(log)
+        match = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", "".join(log))
+        assert match, "".join(log)
+        yield Served(process, log, match[1])
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(30)
+        finally:
+            if process.poll() is None:  # serve() did not stop: kill it and its Datasette, its process group
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            reader.join(10)
+            stderr.close()
+    assert code == 0, "".join(log)
+    assert "Finished server process" in "".join(log)  # Datasette shut down, not merely orphaned
+    assert set(Path(tempfile.gettempdir()).glob("crawler-serve-*")) <= before  # its metadata file is gone
+
+
+@pytest.fixture(scope="module")
+def server(crawled: Path) -> Iterator[Served]:
+    """Datasette serving the fixture crawl for this module's tests."""
+    with served(crawled) as running:
+        yield running
+
+
+def test_command_serves_on_loopback_from_this_python(tmp_path: Path) -> None:
+    db, meta = tmp_path / "my.crawl.db", tmp_path / "m.json"
+    command = datasette_command(db, 8123, meta)
+    assert command[:4] == [sys.executable, "-m", "datasette", "serve"]
+    assert str(db) in command
+    assert command[command.index("--host") + 1] == HOST == "127.0.0.1"
+    assert command[command.index("--port") + 1] == "8123"
+    assert command[command.index("--metadata") + 1] == str(meta)
+    assert "--immutable" not in command and "-i" not in command  # a running crawl may still be writing it
+    assert "--open" not in command
+    assert datasette_command(db, 8123, meta, open_browser=True)[-1] == "--open"
+
+
+def test_metadata_describes_tables_and_read_only_queries(tmp_path: Path) -> None:
+    meta = metadata(tmp_path / "my.crawl.db")
+    assert meta["title"]
+    database = meta["databases"]["my.crawl"]  # Datasette names a database after its file, less the extension
+    assert set(database["tables"]) == {"pages", "links", "frontier", "runs"}
+    for table in database["tables"].values():
+        assert table["description"]
+        assert all(table["columns"].values())
+    assert {"url", "final_url", "status", "size", "error_kind"} <= set(database["tables"]["pages"]["columns"])
+    assert set(database["queries"]) == {"largest_pages", "errors_by_host", "most_linked_pages", "broken_links"}
+    for query in database["queries"].values():
+        assert query["title"] and query["description"]
+        assert "write" not in query
+        assert re.match(r"(SELECT|WITH)\b", query["sql"])
+    json.dumps(meta)  # Datasette reads it from a JSON file
+
+
+def test_canned_queries_answer_exactly(server: Served, crawled: Path, site: SiteServer) -> None:
+    largest = server.query("largest_pages")
+    expected = rows(crawled, "SELECT url, size FROM pages WHERE size IS NOT NULL ORDER BY size DESC, url")
+    assert [(row["url"], row["size"]) for row in largest] == [(row["url"], row["size"]) for row in expected]
+    assert largest[0]["url"] == site.url("/docs/ref/intro.html")
+    assert largest[0]["size"] == len(site.site["/docs/ref/intro.html"].render(site.origin))
+    assert largest[0]["title"] == "Intro"
+
+    # /missing.html answers 404, /broken 500 and /slow.html outlasts the timeout: 3 of the 14 pages.
+    assert server.query("errors_by_host") == [
+        {"host": "127.0.0.1", "pages": 14, "errors": 3, "error_percent": 21.4, "kinds": "http: 2, timeout: 1"}
+    ]
+
+    most_linked = server.query("most_linked_pages")
+    # /docs/api.html is linked from / (three spellings, one link) and from the guide (through its <base>).
+    assert most_linked[0] == {"url": site.url("/docs/api.html"), "linked_from": 2, "status": 200, "title": "API"}
+    assert {row["linked_from"] for row in most_linked[1:]} == {1}
+    offsite = [row for row in most_linked if "localhost" in row["url"]]
+    assert offsite == [
+        {"url": f"http://localhost:{site.port}/offsite.html", "linked_from": 1, "status": None, "title": None}
+    ]
+
+    home = site.url("/")
+    [timed_out] = rows(crawled, "SELECT error_message FROM pages WHERE error_kind = 'timeout'")
+    timeout_message = timed_out["error_message"]
+    assert timeout_message
+    assert server.query("broken_links") == [
+        {
+            "from_url": home,
+            "url": site.url("/broken"),
+            "final_url": site.url("/broken"),
+            "status": 500,
+            "error_kind": "http",
+            "error_message": "HTTP 500 Internal Server Error",
+        },
+        {
+            "from_url": home,
+            "url": site.url("/missing.html"),
+            "final_url": site.url("/missing.html"),
+            "status": 404,
+            "error_kind": "http",
+            "error_message": "HTTP 404 Not Found",
+        },
+        {
+            "from_url": home,
+            "url": site.url("/slow.html"),
+            "final_url": site.url("/slow.html"),
+            "status": None,
+            "error_kind": "timeout",
+            "error_message": timeout_message,  # the backend's wording
+        },
+    ]
+    # The redirect /old -> /docs/moved.html (200) is not broken, though /old itself has no page of its own.
+    assert site.url("/old") not in {row["url"] for row in server.query("broken_links")}
+
+
+def test_metadata_is_shown(server: Served) -> None:
+    status, served_metadata = server.get("/-/metadata.json")
+    assert status == 200
+    assert served_metadata["title"] == "Crawl database crawl.db"
+    assert set(served_metadata["databases"]["crawl"]["queries"]) == set(CANNED_QUERIES)
+    status, home = server.get("/")
+    assert status == 200 and "Crawl database crawl.db" in home
+    status, database = server.get("/crawl")
+    assert all(query["title"] in database for query in CANNED_QUERIES.values())
+    status, pages = server.get("/crawl/pages")
+    assert status == 200 and "HTTP status; NULL when no response came back" in pages  # a column description
+
+
+def digest(db: Path) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The database file's hash and its pages and links, to tell whether anything changed it."""
+    return (
+        hashlib.sha256(db.read_bytes()).hexdigest(),
+        rows(db, "SELECT * FROM pages ORDER BY url"),
+        rows(db, "SELECT * FROM links ORDER BY from_url, to_url"),
+    )
+
+
+def test_writes_are_refused(server: Served, crawled: Path) -> None:
+    before = digest(crawled)
+    # Arbitrary SQL must look like a SELECT ...
+    for sql in ["DELETE FROM pages", "UPDATE pages SET title = 'x'", "DROP TABLE links", "PRAGMA journal_mode=delete"]:
+        status, body = server.get("/crawl.json", sql=sql)
+        assert status == 400 and not body["ok"], (sql, body)
+    # ... and one that gets past that check meets a connection SQLite opened read-only.
+    status, body = server.get("/crawl.json", sql="WITH x AS (SELECT 1) DELETE FROM pages")
+    assert not body["ok"] and body["error"] == "attempt to write a readonly database", body
+    status, body = server.get("/crawl.json", sql="WITH x AS (SELECT 1) INSERT INTO links VALUES ('a', 'b')")
+    assert not body["ok"] and body["error"] == "attempt to write a readonly database", body
+    # POST is how Datasette writes: the SQL page refuses it, and no canned query is a writable one (0.65.5 answers
+    # a POST to a read-only canned query with a 500 after running its SELECT; either way nothing is written).
+    status, _ = server.request("/crawl", b"sql=DELETE+FROM+pages")
+    assert status == 405
+    for name in CANNED_QUERIES:
+        status, _ = server.request(f"/crawl/{name}", b"sql=DELETE+FROM+pages")
+        assert status in {405, 500}, (name, status)
+    assert digest(crawled) == before
+    assert server.process.poll() is None  # still serving
+
+
+def test_a_crawl_writing_while_it_serves_shows_up(
+    crawled: Path, tmp_path: Path, serve: Callable[..., SiteServer]
+) -> None:
+    db = tmp_path / "crawl.db"
+    shutil.copyfile(crawled, db)
+    more = serve({
+        "/": Resource(page_html("More", ["/gone"])),
+        "/gone": Resource("", status=301, headers={"Location": "/lost.html"}),
+    })  # fmt: skip
+    with served(db) as server:
+        assert len(server.query("broken_links")) == 3
+        crawl(db, more.origin)  # the crawler writes while Datasette has the file open
+        broken = server.query("broken_links")
+    # /gone redirects to /lost.html, which that site does not have: the link to /gone is broken.
+    assert len(broken) == 4
+    assert {
+        "from_url": more.url("/"),
+        "url": more.url("/gone"),
+        "final_url": more.url("/lost.html"),
+        "status": 404,
+        "error_kind": "http",
+        "error_message": "HTTP 404 Not Found",
+    } in broken
+
+
+def test_serve_explains_what_is_missing_or_unusable(
+    crawled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(StorageError, match="no database"):
+        serve(tmp_path / "none.db", 0)
+    odd = tmp_path / "50%#1" / "crawl.db"
+    odd.parent.mkdir()
+    shutil.copyfile(crawled, odd)
+    with pytest.raises(ServeError, match="contains"):
+        serve(odd, 0)
+    monkeypatch.setattr("crawler.serve.datasette_installed", lambda: False)
+    with pytest.raises(DatasetteMissing, match=re.escape('pip install "crawler[serve]"')):
+        serve(crawled, 0)
+    assert issubclass(DatasetteMissing, ServeError)

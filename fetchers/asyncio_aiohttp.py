@@ -16,6 +16,7 @@ from fetchers.base import (
     FetchResult,
     FetchSettings,
     ResultCallback,
+    environment_matters,
     error_result,
     os_error_kind,
 )
@@ -54,7 +55,7 @@ class AsyncioFetcher(Fetcher):
             ),
             headers={"User-Agent": self.settings.user_agent},
             connector=aiohttp.TCPConnector(limit=self.settings.concurrency),
-            trust_env=True,  # honour HTTP(S)_PROXY / NO_PROXY as requests does
+            trust_env=environment_matters(),  # honour HTTP(S)_PROXY / NO_PROXY and netrc, as requests does
         )
         return session, asyncio.Semaphore(self.settings.concurrency)
 

@@ -9,15 +9,24 @@ import time
 import requests
 import urllib3
 
-from fetchers.base import BodyReader, ErrorKind, FetchResult, FetchSettings, error_result, os_error_kind
+from fetchers.base import (
+    BodyReader,
+    ErrorKind,
+    FetchResult,
+    FetchSettings,
+    environment_matters,
+    error_result,
+    os_error_kind,
+)
 
 CHUNK_SIZE = 64 * 1024
 
 
 def new_session(settings: FetchSettings) -> requests.Session:
-    """A session for one worker: keep-alive connections and our User-Agent."""
+    """A session for one worker: keep-alive connections and our User-Agent; proxies from the environment."""
     session = requests.Session()
     session.headers["User-Agent"] = settings.user_agent
+    session.trust_env = environment_matters()
     return session
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ from crawler.seeds import SeedError, load_seeds
 from crawler.siteserver import SiteServer
 from crawler.urls import canonical
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
-from fetchers.base import os_error_kind
+from fetchers.base import environment_matters, os_error_kind
+from fetchers.requests_http import new_session
 from parsers import PARSERS, LxmlParser, Parser, SoupParser, is_html
 from storage import PageStore
 from tests.conftest import rows, run_cli
@@ -299,3 +301,19 @@ def test_progress_live_on_a_terminal_lines_otherwise_and_quiet() -> None:
 def test_crawl_progress_goes_to_stderr_unless_quiet(site: SiteServer, tmp_path: Path) -> None:
     run = run_cli("crawl", site.url("/about.html"), "--db", str(tmp_path / "a.db"), "--depth", "0", "--quiet")
     assert (run.exit_code, run.stderr) == (0, "")
+
+
+def test_clients_consult_the_environment_only_when_it_sets_proxies_or_netrc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "NETRC":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = FetchSettings(concurrency=1, timeout=1, connect_timeout=1, user_agent="t", max_size=1)
+    assert (environment_matters(), new_session(settings).trust_env) == (False, False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert (environment_matters(), new_session(settings).trust_env) == (True, True)
+    monkeypatch.delenv("HTTPS_PROXY")
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login a password b\n")
+    assert environment_matters()

@@ -35,8 +35,9 @@ from crawler.config import (
 )
 from crawler.engine import NothingToResume
 from crawler.engine import crawl as run_crawl
+from crawler.html_report import ReportError, render_report
 from crawler.progress import ProgressDisplay
-from crawler.report import broken_text, runs_text, stats_text, summary_dict, summary_text, table
+from crawler.report import broken_text, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
 from crawler.serve import DEFAULT_PORT, ServeError, serve
 from crawler.siteserver import SiteOptions, serve_in_subprocess
@@ -244,7 +245,9 @@ def demo(
         _crawl_and_report(config, [f"{origin}/"], quiet)
     with open_readonly(db) as database:
         typer.echo("\n" + stats_text(stats(database)))
-    typer.echo(f'\nExplore it: crawler top --db {db}   crawler query --db {db} "SELECT ..."')
+    typer.echo(
+        f"\nExplore it: crawler broken --db {db}   crawler report --db {db} -o report.html   crawler serve --db {db}"
+    )
 
 
 @app.command()
@@ -460,6 +463,28 @@ def export(
         except OSError as exc:
             fail(f"cannot write {output}: {exc.strerror or exc}")
     typer.echo(f"Wrote {table_name.value} to {output} ({chosen.value}).", err=True)
+
+
+@app.command("report")
+def report_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The HTML file to write.")] = Path("report.html"),
+    db: DbOption = Path(DEFAULT_DB),
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Option("--run", help="Runs to chart and compare (repeat it).", show_default="the latest of each backend"),
+    ] = None,
+) -> None:
+    """One self-contained HTML file of charts: sizes, hosts, statuses, pages/s over each run, backends compared."""
+    with _open(db) as database:
+        try:
+            html = render_report(database, str(db), run_ids=run_ids or None)
+        except (ReportError, StorageError) as exc:
+            fail(str(exc))
+    try:
+        output.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    typer.echo(f"Wrote {output} ({human_bytes(len(html.encode()))}): open it in any browser, no network needed.")
 
 
 @app.command("serve")

@@ -80,7 +80,7 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
     assert sorted(commands) == [
-        "bench", "broken", "compare", "crawl", "demo", "export", "query", "runs", "serve", "stats", "top",
+        "bench", "broken", "compare", "crawl", "demo", "export", "query", "report", "runs", "serve", "stats", "top",
     ]  # fmt: skip
     for command in commands:
         run = run_cli(command, "--help")
@@ -202,7 +202,7 @@ def test_query_rejects_both_csv_and_json(crawled: Path) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["stats"], ["top"], ["query", "SELECT 1"], ["runs"], ["compare"], ["broken"], ["export"], ["serve"]],
+    [["stats"], ["top"], ["query", "SELECT 1"], ["runs"], ["compare"], ["broken"], ["export"], ["report"], ["serve"]],
 )
 def test_read_commands_explain_a_missing_or_foreign_database(command: list[str], tmp_path: Path) -> None:
     missing = run_cli(*command, "--db", str(tmp_path / "none.db"))
@@ -233,7 +233,7 @@ def test_demo_crawls_a_generated_site_offline(backend: str, tmp_path: Path) -> N
     assert {row["backend"] for row in pages.values()} == {backend}
     assert f"Crawled {len(pages)} pages from 1 seed with the {backend} backend" in run.stdout
     assert f"pages        {len(pages)}" in run.stdout
-    assert f"crawler top --db {db}" in run.stdout
+    assert f"crawler report --db {db} -o report.html" in run.stdout
 
 
 def test_python_dash_m_crawler_runs() -> None:

@@ -261,3 +261,22 @@ def _pages(db: Path) -> int:
         return int(rows(db, "SELECT count(*) AS n FROM pages")[0]["n"])
     except sqlite3.OperationalError:  # the crawl has not created its tables yet
         return 0
+
+
+def test_report_writes_one_self_contained_file(every_backend: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    run = run_cli("report", "-o", str(out), "--db", str(every_backend))
+    assert run.exit_code == 0, run.stderr
+    assert run.stdout.startswith(f"Wrote {out} (")
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert all(f"#{number} {backend}" in html for number, backend in enumerate(BACKENDS, 1))
+    assert "<script" not in html and "<link" not in html
+    chosen = run_cli("report", "-o", str(out), "--run", "2", "--run", "4", "--db", str(every_backend))
+    assert chosen.exit_code == 0, chosen.stderr
+    html = out.read_text()
+    assert "#2 thread" in html and "#4 gevent" in html and "#1 asyncio" not in html
+    unknown = run_cli("report", "-o", str(out), "--run", "9", "--db", str(every_backend))
+    assert unknown.exit_code == 2 and unknown.stderr.startswith("Error: no run 9 in this database")
+    unwritable = run_cli("report", "-o", str(tmp_path / "no" / "dir.html"), "--db", str(every_backend))
+    assert unwritable.exit_code == 2 and unwritable.stderr.startswith(f"Error: cannot write {tmp_path / 'no'}")

@@ -4,6 +4,7 @@ transaction per batch (main thread only), so the file is consistent whenever the
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -287,10 +288,10 @@ class PageStore:
         def percentile(share: float) -> float | None:
             if not fetches:
                 return None
-            offset = max(0, -(-fetches * share // 1) - 1)  # nearest rank: ceil(n * share) - 1
+            rank = max(1, math.ceil(fetches * share))  # nearest rank
             return float(self.db.execute(
                 "SELECT elapsed_ms FROM pages WHERE run_id = ? AND elapsed_ms IS NOT NULL "
-                "ORDER BY elapsed_ms LIMIT 1 OFFSET ?", [run_id, int(offset)],
+                "ORDER BY elapsed_ms LIMIT 1 OFFSET ?", [run_id, rank - 1],
             ).fetchone()[0])  # fmt: skip
 
         figures = {

@@ -4,19 +4,32 @@ Datasette opens the file as a mutable database, so what a crawl still running wr
 request (`--immutable` would promise SQLite the file never changes, which a crawl in WAL mode breaks). It
 stays read-only all the same: Datasette reads through `mode=ro` connections, accepts only SELECT statements
 as arbitrary SQL, and its one write path in 0.65, canned queries marked `write: true`, is never used here.
+
+Stopping. Ctrl-C (SIGINT), SIGTERM and SIGHUP all stop `serve` the same way: Datasette is asked to shut down
+(SIGTERM, which uvicorn answers with the same graceful shutdown as Ctrl-C) and killed if it takes longer than
+`STOP_SECONDS`; a second signal meanwhile kills it at once. Then the temporary metadata folder is removed and
+`serve` returns 0, since a signal is how a server is meant to be stopped (systemd, Docker and supervisord count a
+0 after SIGTERM as a clean stop; 128+signum would need configuring as a success). On Linux, Datasette is also
+SIGKILLed by the kernel if the process that started it dies without cleaning up (SIGKILL, a crash), so the port
+is always freed; only the small metadata folder in the temp directory is then left behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 from storage import broken_links_sql, open_readonly
@@ -25,7 +38,13 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
 INSTALL_HINT = 'pip install "crawler[serve]"'
 SQL_TIME_LIMIT_MS = 20_000  # Datasette's default, 1 s, is short for a join over the links of a large crawl
-STOP_SECONDS = 10.0  # after Ctrl-C, how long Datasette may take to shut down before it is terminated
+STOP_SECONDS = 10.0  # after Ctrl-C, SIGTERM or SIGHUP, how long Datasette may take to shut down before it is killed
+# The signals that stop `serve` as Ctrl-C does (Windows has no SIGHUP).
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+EXITED = 0  # what StopSignals.wait() finds in its queue when Datasette exits (no signal is numbered 0)
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class ServeError(Exception):
@@ -56,7 +75,7 @@ PAGES_DESCRIPTIONS: dict[str, str] = {
     "backend": "The concurrency backend that fetched it",
     "error_kind": (
         "NULL on success; http (status 400 or more), timeout, dns, refused, connection, incomplete, "
-        "redirects, robots, invalid-url, decoding or error"
+        "redirects, robots, invalid-url, decoding, parse or error"
     ),
     "error_message": "What went wrong, e.g. HTTP 404 Not Found",
     "run_id": "The crawl run that fetched it (runs.id)",
@@ -72,7 +91,18 @@ FRONTIER_DESCRIPTIONS: dict[str, str] = {
     "depth": "Link hops from the seed",
     "hops": "Redirects followed to reach this URL",
     "via": "The redirect chain that led here, one URL a line",
-    "state": "queued (not in pages yet, including what was in flight) or done",
+    "state": "queued (not in pages yet, including what was in flight), done, or capped (over --max-pages-per-host)",
+}
+CRAWL_DESCRIPTIONS: dict[str, str] = {
+    "id": "Always 1: a database holds one crawl at a time",
+    "created_at": "When the crawl started, UTC, ISO 8601",
+    "made_by": "The command that created it: crawl or demo (demo replaces only databases it made)",
+    "seeds": "JSON array: every seed, those added when resuming included",
+    "settings": "JSON object: every setting of the crawl; resuming continues with these",
+    "owner_pid": "The process crawling it now; NULL when no crawl runs",
+    "owner_host": "The host of that process",
+    "owner_started": "That process's start time (epoch seconds), so a reused pid is not mistaken for it",
+    "heartbeat_at": "When the owner last said it is alive, UTC, ISO 8601",
 }
 RUNS_DESCRIPTIONS: dict[str, str] = {
     "id": "Run number, in the order the runs started",
@@ -97,6 +127,7 @@ RUNS_DESCRIPTIONS: dict[str, str] = {
     "peak_rss_mb": "Peak resident memory of the process tree, in MB",
     "parse_seconds": "Seconds spent parsing HTML",
     "store_seconds": "Seconds spent writing the database",
+    "overrides": "JSON object: the settings this run changed from the crawl's stored ones (flags given on resume)",
 }
 
 CANNED_QUERIES: dict[str, dict[str, str]] = {
@@ -181,6 +212,10 @@ def metadata(db_path: Path) -> dict[str, Any]:
             "description": "One row per crawl run (a crawl and each --resume of it), with its settings and figures.",
             "columns": RUNS_DESCRIPTIONS,
         },
+        "crawl": {
+            "description": "The crawl this database holds: its seeds, its settings, and who is crawling it now.",
+            "columns": CRAWL_DESCRIPTIONS,
+        },
     }
     return {
         "title": f"Crawl database {db_path.name}",
@@ -236,10 +271,11 @@ def free_port() -> int:
 
 
 def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -> int:
-    """Serve the page database read-only with Datasette on 127.0.0.1:`port` until it stops or the user
-    presses Ctrl-C; returns Datasette's exit code (0 after Ctrl-C). Raises `DatasetteMissing` without
-    Datasette, `storage.StorageError` if `db_path` is missing or not a page database, and `ServeError` for
-    a path Datasette cannot open."""
+    """Serve the page database read-only with Datasette on 127.0.0.1:`port` until it stops, or until Ctrl-C,
+    SIGTERM or SIGHUP stops it (see the module's docstring); returns 0 after such a signal, else Datasette's
+    exit code (128+signum if a signal killed it). Raises `DatasetteMissing` without Datasette,
+    `storage.StorageError` if `db_path` is missing or not a page database, and `ServeError` for a path
+    Datasette cannot open."""
     if not datasette_installed():
         raise DatasetteMissing
     open_readonly(db_path).close()  # StorageError, worded for the user, if it is no page database
@@ -249,27 +285,110 @@ def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -
         raise ServeError(f"Datasette cannot open a database whose path contains ?, # or %: {db_path}")
     if open_browser and port == 0:
         port = free_port()  # the browser needs the real port, which Datasette only learns when it listens
-    with tempfile.TemporaryDirectory(prefix="crawler-serve-") as directory:
+    with StopSignals() as signals, tempfile.TemporaryDirectory(prefix="crawler-serve-") as directory:
         metadata_path = Path(directory) / "metadata.json"
         metadata_path.write_text(json.dumps(metadata(db_path), indent=2))
-        process = subprocess.Popen(datasette_command(db_path, port, metadata_path, open_browser))
+        if signals.received():
+            return 0  # stopped before Datasette started
+        command = datasette_command(db_path, port, metadata_path, open_browser)
+        process = subprocess.Popen(command, preexec_fn=die_with_parent())
         try:
-            return process.wait()
-        except KeyboardInterrupt:
-            return 0  # Ctrl-C is how a server is stopped
+            stopped = signals.wait(process)
         finally:
+            signals.stopping = process  # from here on, a further signal kills Datasette at once
             stop(process)
+        if stopped or signals.received():
+            return 0
+        return exit_code(process.returncode)
+
+
+class StopSignals:
+    """While in its `with` block (in the main thread), SIGINT, SIGTERM and SIGHUP are recorded instead of
+    raising KeyboardInterrupt or ending the process, so that `serve` stops Datasette and cleans up whenever
+    one comes, even while it is starting Datasette; once `stopping` is set, a further one kills Datasette.
+
+    The handlers only put the signal in a queue (`SimpleQueue.put` is reentrant, so safe in a handler) and
+    never raise, so no cleanup can be cut short by an exception that a signal raised in the middle of it."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.stopping: subprocess.Popen[bytes] | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():  # only it may set signal handlers
+            for signum in STOP_SIGNALS:
+                if signal.getsignal(signum) != signal.SIG_IGN:  # e.g. SIGHUP under nohup: go on ignoring it
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.events.put(signum)
+        if self.stopping is not None:
+            self.stopping.kill()  # a second Ctrl-C (or SIGTERM, SIGHUP) while Datasette shuts down
+
+    def received(self) -> bool:
+        """Whether a stop signal has come (and not been taken by `wait`)."""
+        return not self.events.empty()
+
+    def wait(self, process: subprocess.Popen[bytes]) -> bool:
+        """Wait until Datasette exits or a stop signal comes, whichever is first; True for a signal."""
+
+        def reap() -> None:
+            process.wait()
+            self.events.put(EXITED)
+
+        threading.Thread(target=reap, name="datasette-reaper", daemon=True).start()
+        # The main thread blocks here, on a lock that a signal interrupts to run its handler, which queues it.
+        return self.events.get() != EXITED
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a `preexec_fn` that has the kernel SIGKILL the child (Datasette) when the thread that started
+    it ends, as it does when this process is killed with SIGKILL; elsewhere (or without prctl), None.
+
+    PR_SET_PDEATHSIG needs nothing from the parent once set, so it holds however the parent dies, which no
+    watchdog in the parent can promise. SIGKILL rather than SIGTERM: Datasette holds nothing that needs a
+    graceful shutdown (its connections are read-only), and nobody is left to escalate if it ignored a SIGTERM.
+    The usual hazard of preexec_fn, a lock some other thread held at the fork, does not arise in `crawler
+    serve`, which has no other thread then (serve's own starts after it); prctl is looked up before the fork,
+    so the child only calls it and getppid."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent died before prctl took effect: nobody would stop Datasette
+            os._exit(1)
+
+    return preexec
+
+
+def exit_code(returncode: int) -> int:
+    """A process's exit code as a shell reports it: a death by signal N (negative in `Popen`) is 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop Datasette as Ctrl-C does (a terminal sends it to Datasette too, but a signal to this process
-    alone does not), wait for it to shut down, and terminate it, then kill it, if that takes too long."""
-    if process.poll() is None and os.name == "posix":
-        process.send_signal(signal.SIGINT)
-    for ask in (process.terminate, process.kill):
-        try:
-            process.wait(STOP_SECONDS)
-            return
-        except subprocess.TimeoutExpired:
-            ask()
-    process.wait()
+    """Stop Datasette: SIGTERM, which uvicorn answers with the graceful shutdown it gives Ctrl-C (and which
+    ends it quietly if it comes before uvicorn is up, where a SIGINT would print a traceback), then SIGKILL if
+    it has not exited within `STOP_SECONDS`. Does nothing to a process that has already exited."""
+    process.terminate()  # a no-op once it has exited
+    try:
+        process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

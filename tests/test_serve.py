@@ -8,9 +8,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from crawler.serve import CANNED_QUERIES, HOST, DatasetteMissing, ServeError, datasette_command, metadata, serve
@@ -33,10 +34,15 @@ pytest.importorskip("datasette", reason='Datasette is an optional extra: pip ins
 
 ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 30.0
+# How soon `serve` must exit after the signal that stops it: well under STOP_SECONDS, so Datasette shut down
+# when asked, rather than being killed once that ran out.
+PROMPT_SECONDS = 5.0
 # Runs serve() as `crawler serve` will, in a process of its own, so that a SIGINT to it is a Ctrl-C.
 SERVE_SCRIPT = (
     "import sys; from pathlib import Path; from crawler.serve import serve; sys.exit(serve(Path(sys.argv[1]), 0))"
 )
+# `crawler serve` itself, for the tests of what it does on a signal.
+CLI = ["-m", "crawler", "serve", "--port", "0", "--db"]
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only, whatever the env says
 
 
@@ -58,12 +64,16 @@ def crawled(site: SiteServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Served:
-    """A running `serve()`: its base URL, and its process and log for the test to look at."""
+    """A running `serve()`: its base URL, and its process, log and Datasette for the test to look at."""
 
-    def __init__(self, process: subprocess.Popen[str], log: list[str], url: str) -> None:
+    def __init__(self, process: subprocess.Popen[str], log: list[str], url: str, datasette: psutil.Process) -> None:
         self.process = process
         self.log = log
         self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
+        self.datasette = datasette
+        arguments = datasette.cmdline()
+        self.folder = Path(arguments[arguments.index("--metadata") + 1]).parent  # serve()'s temporary folder
 
     def get(self, path: str, **params: str) -> tuple[int, Any]:
         """GET `path` with query `params`; the status and the decoded JSON body (or the text if not JSON)."""
@@ -92,12 +102,11 @@ class Served:
 
 
 @contextmanager
-def served(db: Path) -> Iterator[Served]:
-    """Run `serve(db, port=0)` in a subprocess until it answers; on the way out, Ctrl-C it (SIGINT) as a user
-    would, and check that it and its Datasette stopped cleanly and left no metadata file behind."""
-    before = set(Path(tempfile.gettempdir()).glob("crawler-serve-*"))
+def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
+    """Run `serve(db, port=0)`, or `command` + [db] with this Python, in a subprocess of its own until Datasette
+    answers; on the way out, kill what is left of it and its Datasette."""
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_SCRIPT, str(db)],
+        [sys.executable, *(command or ["-c", SERVE_SCRIPT]), str(db)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -117,6 +126,7 @@ def served(db: Path) -> Iterator[Served]:
 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
+    datasette: psutil.Process | None = None
     try:
         deadline = time.monotonic() + START_SECONDS
         while not listening.wait(0.1):
@@ -124,21 +134,56 @@ def served(db: Path) -> Iterator[Served]:
             assert time.monotonic() < deadline, "".join(log)
         match = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", "".join(log))
         assert match, "".join(log)
-        yield Served(process, log, match[1])
+        [datasette] = psutil.Process(process.pid).children()
+        yield Served(process, log, match[1], datasette)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(30)
-        finally:
-            if process.poll() is None:  # serve() did not stop: kill it and its Datasette, its process group
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            reader.join(10)
-            stderr.close()
-    assert code == 0, "".join(log)
-    assert "Finished server process" in "".join(log)  # Datasette shut down, not merely orphaned
-    assert set(Path(tempfile.gettempdir()).glob("crawler-serve-*")) <= before  # its metadata file is gone
+        if process.poll() is None or (datasette and not dead(datasette)):
+            # serve() did not stop, or not its Datasette: kill them, its process group
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        reader.join(10)
+        stderr.close()
+
+
+@contextmanager
+def served(db: Path, stop_with: signal.Signals = signal.SIGINT, command: list[str] | None = None) -> Iterator[Served]:
+    """`launched(db, command)`; on the way out, stop it with `stop_with` (by default a Ctrl-C, as a user would)
+    and check that it stopped promptly and cleanly: exit code 0 and no traceback, its Datasette shut down and
+    gone, the port closed and the metadata folder removed."""
+    with launched(db, command) as server:
+        yield server
+        served_log = len(server.log)  # what follows is the log of stopping
+        if server.process.poll() is None:
+            server.process.send_signal(stop_with)
+        sent = time.monotonic()
+        code = server.process.wait(30)
+        took = time.monotonic() - sent
+    log = "".join(server.log)
+    assert code == 0, log
+    assert took < PROMPT_SECONDS, (took, log)
+    # (Datasette logs a traceback for a 500, which test_writes_are_refused provokes, so only stopping's log.)
+    assert "Traceback" not in "".join(server.log[served_log:]), log
+    assert "Finished server process" in log  # Datasette shut down, not merely orphaned ...
+    assert not server.datasette.is_running()  # ... and is gone (serve() reaped it: not even a zombie)
+    assert not accepts_connections(server.port)
+    assert not server.folder.exists()  # its metadata file is gone
+
+
+def dead(process: psutil.Process) -> bool:
+    """Whether `process` has exited (a zombie has: only its exit status is left for its parent to collect)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def accepts_connections(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection((HOST, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -317,3 +362,28 @@ def test_serve_explains_what_is_missing_or_unusable(
     with pytest.raises(DatasetteMissing, match=re.escape('pip install "crawler[serve]"')):
         serve(crawled, 0)
     assert issubclass(DatasetteMissing, ServeError)
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda signum: signum.name)
+def test_a_signal_stops_it_as_ctrl_c_does(crawled: Path, stop_with: signal.Signals) -> None:
+    # SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal closed) used to kill `crawler serve` alone,
+    # leaving Datasette on the port and the metadata folder behind; served() checks that all of it stops.
+    with served(crawled, stop_with, CLI) as server:
+        assert server.get("/-/versions.json")[0] == 200
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Datasette dies with its parent on Linux only")
+def test_datasette_dies_with_a_killed_serve(crawled: Path) -> None:
+    with launched(crawled, CLI) as server:
+        try:
+            server.process.kill()  # SIGKILL: serve() gets no chance to stop Datasette; the kernel does it
+            server.process.wait()
+            deadline = time.monotonic() + PROMPT_SECONDS
+            # Datasette is now a child of init, which may not reap it (in a container): a zombie is dead enough.
+            # Its main thread turns zombie before its other threads have exited and closed its socket: wait
+            # for both.
+            while not dead(server.datasette) or accepts_connections(server.port):
+                assert time.monotonic() < deadline, "Datasette outlived a SIGKILLed serve()"
+                time.sleep(0.05)
+        finally:
+            shutil.rmtree(server.folder)  # what a SIGKILL does leave behind: nothing was left to remove it

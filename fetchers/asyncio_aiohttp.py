@@ -4,18 +4,21 @@ semaphore; callbacks run on the event-loop thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 
 import aiohttp
 
 from fetchers.base import (
+    STOP_TIMEOUT,
     BodyReader,
+    DeadlineExceeded,
+    Delivery,
     ErrorKind,
     Fetcher,
     FetchResult,
     FetchSettings,
-    ResultCallback,
     environment_matters,
     error_result,
     os_error_kind,
@@ -25,7 +28,7 @@ from fetchers.base import (
 def _error_kind(exc: BaseException) -> ErrorKind:
     if isinstance(exc, TimeoutError):  # asyncio's timeouts and aiohttp's ServerTimeoutError are TimeoutErrors
         return ErrorKind.TIMEOUT
-    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | ValueError):  # as requests says
         return ErrorKind.INVALID_URL
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ErrorKind.DNS
@@ -72,30 +75,56 @@ class AsyncioFetcher(Fetcher):
                 return reader.result(url, status, response.headers)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             # OSError includes asyncio's TimeoutError; ValueError is yarl rejecting a malformed URL.
-            return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)
+            elapsed = time.perf_counter() - start
+            kind = _error_kind(exc)
+            if kind is ErrorKind.TIMEOUT and elapsed >= self.settings.timeout:
+                # The total deadline, which aiohttp reports as a bare TimeoutError: say so as the other backends do.
+                exc = DeadlineExceeded.after(self.settings.timeout)
+            return error_result(url, kind, exc, elapsed * 1000, status)
 
-    async def _fetch_and_report(self, url: str, on_result: ResultCallback) -> None:
-        async with self._slots:
-            result = await self._fetch(url)
-        on_result(result)
+    async def _fetch_and_report(self, url: str, delivery: Delivery) -> None:
+        with delivery.guard():
+            async with self._slots:
+                result = await self._fetch(url)
+            delivery(result)
 
-    def _start(self, url: str, on_result: ResultCallback) -> None:
-        task = self._loop.create_task(self._fetch_and_report(url, on_result))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, url: str, delivery: Delivery) -> None:
+        with delivery.guard():
+            task = self._loop.create_task(self._fetch_and_report(url, delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    def submit(self, url: str, on_result: ResultCallback) -> None:
+    def _start(self, url: str, delivery: Delivery) -> None:
         """Hand the URL to the event loop, which starts a task for it; safe to call from any thread."""
-        self._loop.call_soon_threadsafe(self._start, url, on_result)
+        self._loop.call_soon_threadsafe(self._spawn, url, delivery)
 
     async def _shutdown(self) -> None:
         while self._tasks:
             await asyncio.gather(*self._tasks)
         await self._session.close()
 
-    def close(self) -> None:
-        """Wait for every task, close the session, stop the loop and its thread."""
+    async def _cancel(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+        await self._session.close()
+
+    def _release(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+        self._stop_loop(None)
+
+    def _stop_now(self) -> None:
+        if self._loop.is_running():  # not stopped already by an interrupted close()
+            # A task that ignores its cancellation does not hold this up: the loop is stopped under it.
+            with contextlib.suppress(TimeoutError):
+                asyncio.run_coroutine_threadsafe(self._cancel(), self._loop).result(2 * STOP_TIMEOUT)
+        self._stop_loop(STOP_TIMEOUT)
+
+    def _stop_loop(self, timeout: float | None) -> None:
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._loop.close()

@@ -5,14 +5,19 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import threading
 import time
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import ClassVar
+
+# How long `abandon` gives a backend's workers to wind down before it returns.
+STOP_TIMEOUT = 1.0
 
 
 class ErrorKind(StrEnum):
@@ -39,6 +44,11 @@ def environment_matters() -> bool:
 
 class DeadlineExceeded(TimeoutError):
     """The whole response did not arrive within the request's total deadline."""
+
+    @classmethod
+    def after(cls, timeout: float) -> DeadlineExceeded:
+        """The error of a request that took longer than `timeout` seconds, with the same message on every backend."""
+        return cls(f"the response took longer than {timeout:g} s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +104,7 @@ class BodyReader:
     def add(self, chunk: bytes, now: float) -> bool:
         """Keep `chunk`; False once the cap is reached (stop reading). Raises `DeadlineExceeded` when late."""
         if now > self._deadline:
-            raise DeadlineExceeded(f"the response took longer than {self._timeout:g} s")
+            raise DeadlineExceeded.after(self._timeout)
         self._chunks.append(chunk)
         self.size += len(chunk)
         if self.size > self._max_size:
@@ -145,25 +155,157 @@ def os_error_kind(exc: BaseException) -> ErrorKind:
     return ErrorKind.CONNECTION
 
 
-class Fetcher(ABC):
-    """A backend: `submit` starts a fetch without blocking on the network, `close` waits for all of them.
+class Delivery:
+    """The way back for one submitted request: hands its result to `on_result`, once. A second result, or one
+    for a request that was abandoned, is dropped. Backends run each fetch under `guard()`."""
 
-    `on_result` is called exactly once per submitted URL, success or failure, on whatever thread the backend
-    uses; callers must only hand the result over (e.g. put it on a queue) from there.
+    __slots__ = ("_book", "_on_result", "made", "url")
+
+    def __init__(self, book: _Outstanding, url: str, on_result: ResultCallback) -> None:
+        self._book = book
+        self._on_result = on_result
+        self.url = url
+        self.made = False  # the result was handed over
+
+    def __call__(self, result: FetchResult) -> None:
+        """Hand `result` over, unless this request already has a result or was abandoned."""
+        if self._book.settle(self):
+            self._on_result(result)
+
+    def fail(self, exc: BaseException) -> None:
+        """Hand over an `error` result naming `exc`, which the fetch raised."""
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        self(FetchResult(url=self.url, error_kind=ErrorKind.OTHER, error_message=message))
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Run a fetch and its hand-over: any exception escaping them becomes the request's `error` result.
+        One raised by `on_result` itself, once it has the result, is not hidden."""
+        try:
+            yield
+        except Exception as exc:
+            if self.made:
+                raise
+            self.fail(exc)
+
+
+class _Outstanding:
+    """The deliveries not made yet, so that `close` knows when every request has reported, and which were lost."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._open: set[Delivery] = set()
+        self._news = time.monotonic()  # when a request was last submitted or reported
+
+    def open(self, url: str, on_result: ResultCallback) -> Delivery:
+        """A delivery for a request being submitted."""
+        delivery = Delivery(self, url, on_result)
+        with self._changed:
+            self._open.add(delivery)
+            self._news = time.monotonic()
+        return delivery
+
+    def settle(self, delivery: Delivery) -> bool:
+        """Close `delivery` as made; False if it was closed already (made, or abandoned)."""
+        with self._changed:
+            if delivery not in self._open:
+                return False
+            self._open.remove(delivery)
+            delivery.made = True
+            self._news = time.monotonic()
+            if not self._open:
+                self._changed.notify_all()  # `wait` is done; news alone only moves its time-out, which it rechecks
+            return True
+
+    def wait(self, patience: float) -> bool:
+        """Wait until every delivery is made; False once `patience` seconds pass with no request submitted or
+        reported."""
+        with self._changed:
+            while self._open:
+                left = self._news + patience - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def pending(self) -> list[Delivery]:
+        """The deliveries not made yet."""
+        with self._changed:
+            return list(self._open)
+
+    def abandon(self) -> None:
+        """Close every open delivery unmade: results that come later are dropped."""
+        with self._changed:
+            self._open.clear()
+            self._changed.notify_all()
+
+
+class Fetcher(ABC):
+    """A backend: `submit` starts a fetch without blocking on the network, `close` waits for all of them,
+    `abandon` stops at once.
+
+    `on_result` is called exactly once per submitted URL, success or failure, whatever the backend raises, on
+    whatever thread the backend uses; callers must only hand the result over (e.g. put it on a queue) from there.
+    The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release` and `_stop_now`.
     """
 
     name: ClassVar[str]
+    # How long `close` waits, beyond the request deadline, for news of requests in flight before it declares
+    # them lost (a process-pool worker killed mid-fetch never reports).
+    close_grace: ClassVar[float] = 5.0
 
     def __init__(self, settings: FetchSettings) -> None:
         self.settings = settings
+        self._outstanding = _Outstanding()
+        self._stopped = False
 
-    @abstractmethod
     def submit(self, url: str, on_result: ResultCallback) -> None:
-        """Start fetching `url`; `on_result` receives its `FetchResult`."""
+        """Start fetching `url` without waiting for the network; `on_result` receives its `FetchResult`, once.
+        A backend failing to start it, or its fetch raising, gives an `error` result naming the exception."""
+        delivery = self._outstanding.open(url, on_result)
+        with delivery.guard():
+            self._start(url, delivery)
 
     @abstractmethod
+    def _start(self, url: str, delivery: Delivery) -> None:
+        """Start fetching `url` without blocking on the network; the fetch runs under `delivery.guard()` (or,
+        across a process boundary, its exception reaches `delivery.fail`) and hands its result to `delivery`."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Every request has reported: let the workers finish, then release them and the sessions."""
+
+    @abstractmethod
+    def _stop_now(self) -> None:
+        """Stop every request in flight and release workers and sessions, within `STOP_TIMEOUT` or so."""
+
     def close(self) -> None:
-        """Wait for every submitted fetch to report, then release sessions and workers."""
+        """Wait for every submitted fetch to report, then release sessions and workers.
+
+        Never hangs: once `settings.timeout + close_grace` seconds pass with no request submitted or reported,
+        those still out are lost (a worker died): each gets an `error` result, and the backend is stopped at once."""
+        if self._stopped:
+            return
+        patience = self.settings.timeout + self.close_grace
+        if self._outstanding.wait(patience):
+            self._release()
+        else:
+            message = f"lost by the {self.name} backend: no result, and no news of any request for {patience:g} s"
+            for delivery in self._outstanding.pending():
+                delivery(FetchResult(url=delivery.url, error_kind=ErrorKind.OTHER, error_message=message))
+            self._stop_now()
+        self._stopped = True
+
+    def abandon(self) -> None:
+        """Stop now, without waiting for requests in flight (a forced stop, e.g. a second Ctrl-C): returns
+        within a second or two, workers and sessions released. The requests not reported yet never are: once
+        this returns, `on_result` is not called again (but for a call already under way). Safe after an
+        interrupted `close`."""
+        if self._stopped:
+            return
+        self._outstanding.abandon()
+        self._stop_now()
+        self._stopped = True
 
     def __enter__(self) -> Fetcher:
         return self

@@ -11,7 +11,7 @@ import gevent.monkey
 import gevent.pool
 import requests
 
-from fetchers.base import Fetcher, FetchSettings, ResultCallback
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchSettings
 from fetchers.requests_http import fetch, new_session
 
 
@@ -28,20 +28,24 @@ class GeventFetcher(Fetcher):
             )
         super().__init__(settings)
         self._pool = gevent.pool.Pool(settings.concurrency)
-        # Ctrl-C would otherwise land in whichever greenlet is running, killing that fetch with a traceback;
-        # deliver it to the main greenlet (the crawl loop) instead, as gevent does with system errors.
-        self._sigint = gevent.signal_handler(signal.SIGINT, self._interrupt_main)
+        # Ctrl-C's KeyboardInterrupt would otherwise land in whichever greenlet is running, killing that fetch
+        # with a traceback; deliver it to the main greenlet (the crawl loop) instead, as gevent does with system
+        # errors. A SIGINT handler the caller installed is left to do its work.
+        self._sigint = None
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._sigint = gevent.signal_handler(signal.SIGINT, self._interrupt_main)
         # Idle sessions: a greenlet borrows one for its request, so there are at most `concurrency` of them.
         self._idle: list[requests.Session] = []
         self._all: list[requests.Session] = []
 
-    def _fetch_and_report(self, url: str, on_result: ResultCallback) -> None:
-        session = self._idle.pop() if self._idle else self._new_session()
-        try:
-            result = fetch(session, url, self.settings)
-        finally:
-            self._idle.append(session)
-        on_result(result)
+    def _fetch_and_report(self, url: str, delivery: Delivery) -> None:
+        with delivery.guard():
+            session = self._idle.pop() if self._idle else self._new_session()
+            try:
+                result = fetch(session, url, self.settings)
+            finally:
+                self._idle.append(session)
+            delivery(result)
 
     def _new_session(self) -> requests.Session:
         session = new_session(self.settings)
@@ -53,16 +57,23 @@ class GeventFetcher(Fetcher):
         hub = gevent.get_hub()
         hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
 
-    def submit(self, url: str, on_result: ResultCallback) -> None:
+    def _start(self, url: str, delivery: Delivery) -> None:
         """Spawn a greenlet for the fetch (waiting cooperatively if all `concurrency` slots are busy)."""
-        self._pool.spawn(self._fetch_and_report, url, on_result)
+        self._pool.spawn(self._fetch_and_report, url, delivery)
         # Let it send its request now: while results keep arriving the crawl loop never blocks, so without
         # this yield new requests would wait, unsent, until it did.
         gevent.sleep(0)
 
-    def close(self) -> None:
-        """Join every running greenlet, then close the sessions."""
+    def _release(self) -> None:
         gevent.joinall(list(self._pool))
-        self._sigint.cancel()
+        self._close_sessions()
+
+    def _stop_now(self) -> None:
+        self._pool.kill(timeout=STOP_TIMEOUT)  # GreenletExit in each fetch, wherever it waits
+        self._close_sessions()
+
+    def _close_sessions(self) -> None:
+        if self._sigint is not None:
+            self._sigint.cancel()
         for session in self._all:
             session.close()

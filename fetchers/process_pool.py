@@ -3,14 +3,17 @@ result-handler thread in the main process."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.pool
 import signal
 import threading
-from functools import partial
+import time
+from typing import Any
 
 import requests
 
-from fetchers.base import ErrorKind, Fetcher, FetchResult, FetchSettings, ResultCallback, error_result
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchResult, FetchSettings
 from fetchers.requests_http import fetch, new_session
 
 STARTUP_TIMEOUT = 60.0
@@ -26,7 +29,9 @@ def _init_worker(settings: FetchSettings, ready: threading.Barrier) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_session = new_session(settings)
     _worker_settings = settings
-    ready.wait(STARTUP_TIMEOUT)
+    # Broken once the start-up is over: this worker replaces one that died, and waits for nobody.
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(STARTUP_TIMEOUT)
 
 
 def fetch_one(url: str) -> FetchResult:
@@ -35,14 +40,28 @@ def fetch_one(url: str) -> FetchResult:
     return fetch(_worker_session, url, _worker_settings)
 
 
-def _report_failure(url: str, on_result: ResultCallback, exc: BaseException) -> None:
-    on_result(error_result(url, ErrorKind.OTHER, exc))
+class _Pool(multiprocessing.pool.Pool):
+    """multiprocessing's pool, but its terminate() cannot hang on a worker killed while it waited for a task.
+
+    Such a worker dies holding the task queue's read lock, which `terminate` takes before it drains the queue:
+    it would wait for ever (CPython issue 96062). Here it waits `STOP_TIMEOUT` at most; a lock not released by
+    then belongs to a dead worker, so nobody else reads the queue and it is drained without the lock."""
+
+    @staticmethod
+    def _help_stuff_finish(inqueue: Any, task_handler: threading.Thread, size: int) -> None:
+        inqueue._rlock.acquire(timeout=STOP_TIMEOUT)
+        while task_handler.is_alive() and inqueue._reader.poll():  # as multiprocessing's own
+            inqueue._reader.recv()
+            time.sleep(0)
 
 
 class ProcessFetcher(Fetcher):
     """`concurrency` worker processes, each doing blocking requests calls; bodies come back pickled."""
 
     name = "process"
+    # What a worker runs for each URL. A module-level function, as it is sent to the workers by name; a subclass
+    # may name another that wraps `fetch_one`.
+    work = staticmethod(fetch_one)
 
     def __init__(self, settings: FetchSettings) -> None:
         super().__init__(settings)
@@ -50,16 +69,20 @@ class ProcessFetcher(Fetcher):
         context = multiprocessing.get_context("forkserver")
         # Wait until every worker is up, so that the crawl (and its politeness timing) starts with them.
         ready = context.Barrier(settings.concurrency + 1)
-        self._pool = context.Pool(settings.concurrency, initializer=_init_worker, initargs=(settings, ready))
+        self._pool = _Pool(settings.concurrency, _init_worker, (settings, ready), context=context)
         ready.wait(STARTUP_TIMEOUT)
+        ready.abort()  # a worker started later, to replace one that died, must not wait for the others
 
-    def submit(self, url: str, on_result: ResultCallback) -> None:
-        """Send the URL to a worker; the result arrives on the pool's result-handler thread."""
-        self._pool.apply_async(
-            fetch_one, (url,), callback=on_result, error_callback=partial(_report_failure, url, on_result)
-        )
+    def _start(self, url: str, delivery: Delivery) -> None:
+        """Send the URL to a worker; the result (or what the fetch raised) arrives on the pool's result-handler
+        thread."""
+        self._pool.apply_async(self.work, (url,), callback=delivery, error_callback=delivery.fail)
 
-    def close(self) -> None:
-        """Let the workers finish what they were sent, then stop them."""
+    def _release(self) -> None:
         self._pool.close()
         self._pool.join()
+
+    def _stop_now(self) -> None:
+        # Also what `close` needs once a worker died mid-fetch: the pool never forgets its task, so join() would
+        # wait for ever.
+        self._pool.terminate()

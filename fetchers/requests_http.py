@@ -1,16 +1,26 @@
-"""One GET with requests, streamed under a deadline and a size cap, its exceptions turned into
-`FetchResult` values; shared by the process, thread and gevent backends, which differ only in how they
-run it."""
+"""One GET with requests, within a total deadline and a size cap, its exceptions turned into `FetchResult`
+values; shared by the process, thread and gevent backends, which differ only in how they run it.
+
+requests' timeouts bound the connection and each socket read, not the response: a server trickling its headers
+or body holds a request for as long as it likes. So the session's connections put their socket under the
+current request's deadline when they wait for its response (a new connection or a reused keep-alive one alike),
+and the reaper thread shuts the socket down when the deadline passes (`fetchers.reaper`)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.poolmanager
+import urllib3.response
 
 from fetchers.base import (
     BodyReader,
+    DeadlineExceeded,
     ErrorKind,
     FetchResult,
     FetchSettings,
@@ -18,15 +28,78 @@ from fetchers.base import (
     error_result,
     os_error_kind,
 )
+from fetchers.reaper import REAPER, Watch, WatchGroup
 
 CHUNK_SIZE = 64 * 1024
+READ_BACKSTOP = 1.0  # seconds the socket read timeout adds to the deadline, so that the reaper always ends first
+
+# The deadline of the request this thread (a greenlet, under gevent) is making, for its connection to find.
+_current = threading.local()
+
+
+def _watch(sock: Any) -> None:
+    watch: Watch | None = getattr(_current, "watch", None)
+    if watch is not None and sock is not None:
+        REAPER.attach(watch, sock)
+
+
+class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watch(self.sock)  # an SSLSocket, its handshake done
+        return super().getresponse()
+
+
+class _DeadlineHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOL_CLASSES: dict[str, type[urllib3.HTTPConnectionPool]] = {
+    "http": _DeadlineHTTPConnectionPool,
+    "https": _DeadlineHTTPSConnectionPool,
+}
+
+
+def _use_deadline_pools(manager: urllib3.PoolManager) -> None:
+    # urllib3's own pool classes are replaced; a SOCKS proxy manager's (from requests[socks]) are left alone.
+    if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = _POOL_CLASSES
+
+
+class DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, its connections (direct or through an HTTP proxy) under the current request's deadline."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = requests.adapters.DEFAULT_POOLBLOCK, **pool_kwargs: Any
+    ) -> None:
+        """Create the pool manager as requests does, with connections that watch the deadline."""
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        _use_deadline_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> urllib3.ProxyManager:
+        """The manager for `proxy`, as requests makes it, with connections that watch the deadline."""
+        manager: urllib3.ProxyManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _use_deadline_pools(manager)
+        return manager
 
 
 def new_session(settings: FetchSettings) -> requests.Session:
-    """A session for one worker: keep-alive connections and our User-Agent; proxies from the environment."""
+    """A session for one worker: keep-alive connections under a total deadline, our User-Agent, and proxies
+    from the environment if it sets any."""
     session = requests.Session()
     session.headers["User-Agent"] = settings.user_agent
     session.trust_env = environment_matters()
+    for prefix in ("http://", "https://"):
+        session.mount(prefix, DeadlineAdapter())
     return session
 
 
@@ -44,14 +117,15 @@ def _error_kind(exc: BaseException) -> ErrorKind:
     return os_error_kind(exc)
 
 
-def fetch(session: requests.Session, url: str, settings: FetchSettings) -> FetchResult:
-    """GET `url` without following redirects; never raises: a failure comes back as a result."""
-    start = time.perf_counter()
+def _get(session: requests.Session, url: str, settings: FetchSettings, start: float, watch: Watch) -> FetchResult:
     status = None
     try:
-        with session.get(
-            url, timeout=(settings.connect_timeout, settings.timeout), stream=True, allow_redirects=False
-        ) as response:
+        # Connecting may take no longer than the whole request. The reaper ends the request at its deadline; the
+        # read timeout, a little longer, is only a backstop.
+        timeout = (min(settings.connect_timeout, settings.timeout), settings.timeout + READ_BACKSTOP)
+        with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+            if watch.expired:  # the headers were cut off by the deadline: their status is not the response's
+                raise DeadlineExceeded.after(settings.timeout)
             status = response.status_code
             reader = BodyReader(settings, start)
             # read1: one socket read per call, so a server trickling bytes still meets the deadline check.
@@ -62,3 +136,26 @@ def fetch(session: requests.Session, url: str, settings: FetchSettings) -> Fetch
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
         # OSError covers our DeadlineExceeded; ValueError, urllib3's LocationParseError for malformed URLs.
         return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)
+
+
+def fetch(session: requests.Session, url: str, settings: FetchSettings, group: WatchGroup | None = None) -> FetchResult:
+    """GET `url` without following redirects, within `settings.timeout` seconds from connecting to the last
+    byte. A network failure comes back as a result, a deadline passed as a `timeout` one; `group` lets the
+    caller end the request early (`REAPER.expire_group`)."""
+    start = time.perf_counter()
+    watch = _current.watch = REAPER.watch(settings.timeout, group)
+    result = None
+    try:
+        result = _get(session, url, settings, start, watch)
+    except Exception:
+        if not watch.expired:
+            raise
+        # else: whatever a socket shut down under it made the HTTP library raise, the deadline is the cause
+    finally:
+        _current.watch = None
+        expired = REAPER.release(watch)
+    if result is None or expired:
+        status = result.status if result is not None else None
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        return error_result(url, ErrorKind.TIMEOUT, DeadlineExceeded.after(settings.timeout), elapsed_ms, status)
+    return result

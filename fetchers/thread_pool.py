@@ -8,13 +8,14 @@ from functools import partial
 
 import requests
 
-from fetchers.base import ErrorKind, Fetcher, FetchResult, FetchSettings, ResultCallback, error_result
+from fetchers.base import Delivery, Fetcher, FetchResult, FetchSettings
+from fetchers.reaper import REAPER, WatchGroup
 from fetchers.requests_http import fetch, new_session
 
 
-def _deliver(url: str, on_result: ResultCallback, future: Future[FetchResult]) -> None:
-    exc = future.exception()
-    on_result(error_result(url, ErrorKind.OTHER, exc) if exc else future.result())
+def _deliver(delivery: Delivery, future: Future[FetchResult]) -> None:
+    with delivery.guard():  # `result()` raises what the fetch raised (or CancelledError, once abandoned)
+        delivery(future.result())
 
 
 class ThreadFetcher(Fetcher):
@@ -28,6 +29,7 @@ class ThreadFetcher(Fetcher):
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._watches = WatchGroup()  # the requests in flight, for `abandon` to end them all at once
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -38,15 +40,30 @@ class ThreadFetcher(Fetcher):
         return session
 
     def _fetch(self, url: str) -> FetchResult:
-        return fetch(self._session(), url, self.settings)
+        session = self._session()
+        try:
+            return fetch(session, url, self.settings, self._watches)
+        finally:
+            if self._watches.closed:  # stopped: this thread fetches no more, and its connections must not linger
+                session.close()
 
-    def submit(self, url: str, on_result: ResultCallback) -> None:
+    def _start(self, url: str, delivery: Delivery) -> None:
         """Queue the fetch on the executor; the result is delivered from the worker thread."""
         future = self._executor.submit(self._fetch, url)
-        future.add_done_callback(partial(_deliver, url, on_result))
+        future.add_done_callback(partial(_deliver, delivery))
 
-    def close(self) -> None:
-        """Wait for the threads to finish their fetches, then close every session."""
+    def _release(self) -> None:
         self._executor.shutdown(wait=True)
-        for session in self._sessions:
-            session.close()
+        self._close_sessions()
+
+    def _stop_now(self) -> None:
+        # Every request in flight has its socket shut down, so each worker thread ends at once (the interpreter
+        # joins them at exit); queued ones never start.
+        REAPER.expire_group(self._watches)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._close_sessions()
+
+    def _close_sessions(self) -> None:
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()

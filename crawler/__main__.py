@@ -6,23 +6,54 @@ backend is read here, from the raw arguments, before the CLI and everything behi
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import sys
+from pathlib import Path
 
 # The commands that fetch in this process; `bench` runs each backend in a subprocess of its own.
 FETCHING_COMMANDS = frozenset({"crawl", "demo"})
 
 
+def _option(args: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of the last of the options `names` in `args` (`--name value`, `--name=value`, `-bvalue`)."""
+    value = None
+    for index, arg in enumerate(args):
+        for name in names:
+            if arg == name and index + 1 < len(args):
+                value = args[index + 1]
+            elif arg.startswith(name + "=") or (len(name) == 2 and arg.startswith(name) and len(arg) > 2):
+                value = arg[len(name) :].removeprefix("=")
+    return value
+
+
+def stored_backend(db: str) -> str | None:
+    """The backend of the unfinished crawl in `db`, which a resume without --backend continues with; read
+    with the standard library alone, before anything gevent must patch is imported."""
+    if not Path(db).is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            unfinished = conn.execute("SELECT 1 FROM frontier WHERE state = 'queued' LIMIT 1").fetchone()
+            row = conn.execute("SELECT settings FROM crawl WHERE id = 1").fetchone()
+        finally:
+            conn.close()
+        backend = json.loads(row[0]).get("backend") if unfinished and row and row[0] else None
+    except (sqlite3.Error, ValueError, AttributeError):
+        return None  # not a crawl database: the command itself says so
+    return backend if isinstance(backend, str) else None
+
+
 def wants_gevent(args: list[str]) -> bool:
-    """Whether the command line runs a fetching command on the gevent backend (`--backend gevent`,
-    `--backend=gevent`, `-b gevent`)."""
+    """Whether the command line runs a fetching command on the gevent backend: `--backend gevent` (or
+    `--backend=gevent`, `-b gevent`), or `crawl` without --backend continuing a gevent crawl."""
     if not args or args[0] not in FETCHING_COMMANDS:
         return False
-    for index, arg in enumerate(args):
-        if arg in ("--backend", "-b") and args[index + 1 : index + 2] == ["gevent"]:
-            return True
-        if arg in ("--backend=gevent", "-bgevent"):
-            return True
-    return False
+    backend = _option(args, ("--backend", "-b"))
+    if backend is None and args[0] == "crawl" and "--restart" not in args:
+        backend = stored_backend(_option(args, ("--db",)) or "crawl.db")
+    return backend == "gevent"
 
 
 def main() -> None:

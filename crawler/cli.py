@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shlex
 import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO
 
@@ -19,6 +21,7 @@ from crawler.bench import BenchOptions, RunResult, medians, render
 from crawler.bench import run as run_bench
 from crawler.compare import compare_text, figures
 from crawler.config import (
+    DEFAULT_BACKEND,
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
@@ -27,15 +30,14 @@ from crawler.config import (
     DEFAULT_DEPTH,
     DEFAULT_MAX_PAGES,
     DEFAULT_MAX_SIZE,
+    DEFAULT_PARSER,
     DEFAULT_PER_HOST,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
-    CrawlConfig,
 )
-from crawler.engine import NothingToResume
-from crawler.engine import crawl as run_crawl
 from crawler.html_report import ReportError, render_report
+from crawler.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
 from crawler.progress import ProgressDisplay
 from crawler.report import broken_text, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
@@ -43,6 +45,7 @@ from crawler.serve import DEFAULT_PORT, ServeError, serve
 from crawler.siteserver import SiteOptions, serve_in_subprocess
 from storage import (
     BROKEN_COLUMNS,
+    Owned,
     PageFilter,
     StorageError,
     broken_links,
@@ -63,7 +66,8 @@ app = typer.Typer(
 )
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class ParserName(StrEnum):
@@ -100,23 +104,38 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _crawl_and_report(config: CrawlConfig, seeds: list[str], quiet: bool, stats_json: Path | None = None) -> None:
+def _crawl_and_report(request: JobRequest, quiet: bool, stats_json: Path | None = None) -> None:
     try:
         with ProgressDisplay.for_terminal(quiet) as progress:
-            summary = run_crawl(config, seeds, progress)
-    except NothingToResume as exc:
+            job, summary = run_job(request, progress, progress.message)
+    except (JobError, Owned) as exc:
         fail(str(exc))
     except sqlite3.Error as exc:
-        fail(f"cannot write the database {config.db_path}: {exc}", 1)
+        fail(f"cannot write the database {request.db_path}: {exc}", 1)
     if stats_json is not None:
         stats_json.write_text(json.dumps(summary_dict(summary)))
-    typer.echo(summary_text(summary, len(seeds), config.db_path))
-    again = f"crawler crawl --resume --db {config.db_path}"
+    typer.echo(summary_text(summary, len(job.seeds), request.db_path))
+    again = f"crawler crawl --resume --db {shlex.quote(request.db_path)}"
     if summary.interrupted:
         typer.echo(f"Interrupted: what was fetched is saved. To continue: {again}", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # After a second stop request, fetches may still be running in threads that the interpreter would
+        # wait for at exit: everything is written, so leave now.
+        code = EXIT_TERMINATED if summary.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
+        if summary.forced:
+            os._exit(code)
+        raise typer.Exit(code)
     if summary.limit_reached and summary.queued:
-        typer.echo(f"Stopped at --max-pages {config.max_pages}. To go on: {again} --max-pages N", err=True)
+        more = 2 * job.config.max_pages
+        typer.echo(f"Stopped at --max-pages {job.config.max_pages}. To go on: {again} --max-pages {more}", err=True)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The settings named on the command line (None: not given), enum choices as their values."""
+    return {
+        name: value.value if isinstance(value, Enum) else value for name, value in options.items() if value is not None
+    }
 
 
 @app.command()
@@ -127,46 +146,120 @@ def crawl(
             metavar="SEED", help="Seed files (one URL a line, # comments) or URLs.", show_default="seeds.txt"
         ),
     ] = None,
-    backend: BackendOption = Backend.asyncio,
-    parser: ParserOption = ParserName.bs4,
+    backend: Annotated[
+        Backend | None,
+        typer.Option(
+            "--backend",
+            "-b",
+            help="Concurrency model: asyncio (aiohttp), thread, process or gevent (requests).",
+            show_default=DEFAULT_BACKEND,
+        ),
+    ] = None,
+    parser: Annotated[
+        ParserName | None,
+        typer.Option(
+            "--parser",
+            help="HTML parser: bs4 (beautifulsoup4) or lxml (the same, faster).",
+            show_default=DEFAULT_PARSER,
+        ),
+    ] = None,
     db: DbOption = Path(DEFAULT_DB),
-    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = DEFAULT_CONCURRENCY,
-    per_host: Annotated[int, typer.Option(min=1, help="Requests in flight at once to one host.")] = DEFAULT_PER_HOST,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight at once.", show_default=str(DEFAULT_CONCURRENCY))
+    ] = None,
+    per_host: Annotated[
+        int | None,
+        typer.Option(min=1, help="Requests in flight at once to one host.", show_default=str(DEFAULT_PER_HOST)),
+    ] = None,
     delay: Annotated[
-        float, typer.Option(min=0, help="Seconds between requests to one host (robots.txt Crawl-delay wins if longer).")
-    ] = DEFAULT_DELAY,
-    depth: Annotated[int, typer.Option(min=0, help="Link hops to follow from the seeds (0: the seeds only).")] = (
-        DEFAULT_DEPTH
-    ),
-    max_pages: Annotated[int, typer.Option(min=1, help="Stop after fetching this many pages.")] = DEFAULT_MAX_PAGES,
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds between requests to one host (robots.txt Crawl-delay wins if longer).",
+            show_default=str(DEFAULT_DELAY),
+        ),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Link hops to follow from the seeds (0: the seeds only).", show_default=str(DEFAULT_DEPTH)
+        ),
+    ] = None,
+    max_pages: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Stop after fetching this many pages (in all the runs of a crawl).",
+            show_default=str(DEFAULT_MAX_PAGES),
+        ),
+    ] = None,
     max_pages_per_host: Annotated[
-        int, typer.Option(min=0, help="Fetch at most this many pages from one host (0: no cap).")
-    ] = 0,
+        int | None,
+        typer.Option(min=0, help="Fetch at most this many pages from one host (0: no cap).", show_default="0"),
+    ] = None,
     same_host: Annotated[
-        bool, typer.Option("--same-host/--any-host", help="Follow links only to the seeds' hosts, or anywhere.")
-    ] = True,
+        bool | None,
+        typer.Option(
+            "--same-host/--any-host",
+            help="Follow links only to the seeds' hosts, or anywhere.",
+            show_default="same-host",
+        ),
+    ] = None,
     timeout: Annotated[
-        float, typer.Option(min=0.001, help="Seconds one request may take in all, connecting to last byte.")
-    ] = DEFAULT_TIMEOUT,
-    connect_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for a connection.")] = (
-        DEFAULT_CONNECT_TIMEOUT
-    ),
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Seconds one request may take in all, connecting to last byte.",
+            show_default=str(DEFAULT_TIMEOUT),
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Seconds to wait for a connection.", show_default=str(DEFAULT_CONNECT_TIMEOUT)),
+    ] = None,
     retries: Annotated[
-        int, typer.Option(min=0, help="Retries after a timeout, connection error, 408, 429, 500, 502, 503 or 504.")
-    ] = DEFAULT_RETRIES,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Retries after a timeout, connection error, 408, 429, 500, 502, 503 or 504.",
+            show_default=str(DEFAULT_RETRIES),
+        ),
+    ] = None,
     backoff: Annotated[
-        float, typer.Option(min=0, help="Seconds before the first retry; doubles each time, with jitter.")
-    ] = DEFAULT_BACKOFF,
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds before the first retry; doubles each time, with jitter.",
+            show_default=str(DEFAULT_BACKOFF),
+        ),
+    ] = None,
     max_size: Annotated[
-        int, typer.Option(min=1, help="Bytes of a body to keep (after decompression); the rest is cut off.")
-    ] = DEFAULT_MAX_SIZE,
-    ignore_robots: Annotated[bool, typer.Option("--ignore-robots", help="Do not fetch or obey robots.txt.")] = False,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Bytes of a body to keep (after decompression); the rest is cut off.",
+            show_default=str(DEFAULT_MAX_SIZE),
+        ),
+    ] = None,
+    ignore_robots: Annotated[
+        bool | None,
+        typer.Option("--ignore-robots/--obey-robots", help="Do not fetch or obey robots.txt.", show_default="obey"),
+    ] = None,
     ignore_nofollow: Annotated[
-        bool, typer.Option("--ignore-nofollow", help="Follow rel=nofollow links and pages with meta robots nofollow.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--ignore-nofollow/--obey-nofollow",
+            help="Follow rel=nofollow links and pages with meta robots nofollow.",
+            show_default="obey",
+        ),
+    ] = None,
     user_agent: Annotated[
-        str, typer.Option(help="The User-Agent header, also the name robots.txt rules are matched against.")
-    ] = DEFAULT_USER_AGENT,
+        str | None,
+        typer.Option(
+            help="The User-Agent header, also the name robots.txt rules are matched against.",
+            show_default=DEFAULT_USER_AGENT,
+        ),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the unfinished crawl in --db (seeds are then optional).")
     ] = False,
@@ -178,7 +271,8 @@ def crawl(
 ) -> None:
     """Crawl from seed URLs and record every page (status, size, title, links, timing) in a SQLite database.
 
-    Running it again on the same database continues an unfinished (interrupted or killed) crawl.
+    The database keeps the crawl's seeds and settings. Running it again on the same database (or with
+    --resume) continues an unfinished crawl with them: options given then override them for the rest of it.
     """
     if resume and restart:
         fail("choose one of --resume and --restart")
@@ -190,29 +284,15 @@ def crawl(
         typer.echo(f"Skipped seed: {problem}", err=True)
     if not urls and not resume:
         fail("no valid seed URL to crawl")
-    config = CrawlConfig(
-        backend=backend.value,
-        parser=parser.value,
-        db_path=str(db),
-        concurrency=concurrency,
-        per_host=per_host,
-        delay=delay,
-        depth=depth,
-        max_pages=max_pages,
-        max_pages_per_host=max_pages_per_host,
-        same_host=same_host,
-        timeout=timeout,
-        connect_timeout=connect_timeout,
-        retries=retries,
-        backoff=backoff,
-        max_size=max_size,
-        obey_robots=not ignore_robots,
-        obey_nofollow=not ignore_nofollow,
-        user_agent=user_agent,
-        resume=resume,
-        restart=restart,
-    )
-    _crawl_and_report(config, urls, quiet, stats_json)
+    given = _given(
+        backend=backend, parser=parser, concurrency=concurrency, per_host=per_host, delay=delay, depth=depth,
+        max_pages=max_pages, max_pages_per_host=max_pages_per_host, same_host=same_host, timeout=timeout,
+        connect_timeout=connect_timeout, retries=retries, backoff=backoff, max_size=max_size,
+        obey_robots=None if ignore_robots is None else not ignore_robots,
+        obey_nofollow=None if ignore_nofollow is None else not ignore_nofollow, user_agent=user_agent,
+    )  # fmt: skip
+    request = JobRequest(str(db), urls, given, resume=resume, restart=restart)
+    _crawl_and_report(request, quiet, stats_json)
 
 
 @app.command()
@@ -224,25 +304,22 @@ def demo(
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Generate a site, serve it on 127.0.0.1, crawl it, and show the results. Needs no network."""
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    """Generate a site, serve it on 127.0.0.1, crawl it, and show the results. Needs no network.
+
+    --db is replaced if `crawler demo` made it; any other file there is left alone.
+    """
+    try:
+        remove_demo_database(db)
+    except (JobError, Owned) as exc:
+        fail(str(exc))
     typer.echo(f"Serving a generated site of {pages} pages on 127.0.0.1 ...")
     with serve_in_subprocess(SiteOptions(pages)) as server:
         origin = server.origins[0]
         typer.echo(f"Crawling {origin}/ with the {backend.value} backend\n")
         # The whole site, as fast as it will go: it is our own server.
-        config = CrawlConfig(
-            backend=backend.value,
-            parser=parser.value,
-            db_path=str(db),
-            concurrency=concurrency,
-            per_host=concurrency,
-            depth=pages,
-            max_pages=2 * pages + 100,
-            backoff=0.1,
-        )
-        _crawl_and_report(config, [f"{origin}/"], quiet)
+        given = {"backend": backend.value, "parser": parser.value, "concurrency": concurrency,
+                 "per_host": concurrency, "depth": pages, "max_pages": 2 * pages + 100, "backoff": 0.1}  # fmt: skip
+        _crawl_and_report(JobRequest(str(db), [f"{origin}/"], given, made_by=DEMO), quiet)
     with open_readonly(db) as database:
         typer.echo("\n" + stats_text(stats(database)))
     typer.echo(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from crawler import __version__
 
@@ -50,5 +51,13 @@ class CrawlConfig:
     obey_robots: bool = True
     obey_nofollow: bool = True
     user_agent: str = DEFAULT_USER_AGENT
-    resume: bool = False  # insist on continuing an unfinished crawl
-    restart: bool = False  # forget an unfinished crawl and start from the seeds
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting of the crawl, as the crawl record stores it (the database path aside)."""
+        return {name: getattr(self, name) for name in SETTINGS}
+
+
+# What the crawl record stores; a resume continues with these, and a flag given then overrides one.
+SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(CrawlConfig) if f.name != "db_path")
+# Settings a crawl cannot change once it has begun: what is queued was chosen under them.
+FIXED_SETTINGS: tuple[str, ...] = ("depth", "same_host")

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from crawler.engine import CrawlSummary
 from crawler.report import human_bytes
+from crawler.summary import CrawlSummary
 
 LOG_INTERVAL = 5.0
 
@@ -66,6 +66,13 @@ class ProgressDisplay:
         elif self.mode is Mode.LOG and time.monotonic() - self._last_log >= LOG_INTERVAL:
             self._last_log = time.monotonic()
             print(f"[{summary.elapsed:7.1f} s] {status_line(summary)}", file=self._stream, flush=True)
+
+    def message(self, text: str) -> None:
+        """Say something to the user now (above the live line, if there is one), even when quiet."""
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=self._stream, flush=True)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

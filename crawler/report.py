@@ -10,7 +10,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from crawler.engine import CrawlSummary
+from crawler.summary import CrawlSummary
 from storage import Stats
 
 
@@ -46,6 +46,8 @@ def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
         lines.append(f"  resumed  after {summary.resumed_from:,} pages done in earlier runs")
     if summary.queued:
         lines.append(f"  queued   {summary.queued:,} URLs not crawled yet")
+    if summary.capped:
+        lines.append(f"  capped   {summary.capped:,} URLs not fetched: over --max-pages-per-host")
     return "\n".join(lines)
 
 
@@ -100,6 +102,8 @@ def stats_text(stats: Stats) -> str:
         ("median size", human_bytes(stats.median_size)),
         ("max size", human_bytes(stats.max_size)),
     ]
+    if stats.capped:
+        totals.append(("not fetched", f"{stats.capped:,} URLs over --max-pages-per-host"))
     hosts = table(
         ["host", "pages", "bytes", "median size", "errors"],
         [

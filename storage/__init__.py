@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage.lease import Owned
 from storage.queries import (
     BROKEN_COLUMNS,
     EXPORT_TABLES,
@@ -22,19 +23,38 @@ from storage.queries import (
     table_rows,
     top,
 )
-from storage.writer import FAILED, FINISHED, INTERRUPTED, KILLED, LIMIT, RUNNING, FrontierEntry, PageStore
+from storage.schema import (
+    CAPPED,
+    DONE,
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    KILLED,
+    LIMIT,
+    QUEUED,
+    RUNNING,
+    NotOurs,
+    check_ours,
+)
+from storage.writer import CrawlRecord, FrontierEntry, PageStore, read_crawl
 
 __all__ = [
     "BROKEN_COLUMNS",
+    "CAPPED",
+    "DONE",
     "EXPORT_TABLES",
     "FAILED",
     "FINISHED",
     "INTERRUPTED",
     "KILLED",
     "LIMIT",
+    "QUEUED",
     "RUNNING",
+    "CrawlRecord",
     "FrontierEntry",
     "HostStats",
+    "NotOurs",
+    "Owned",
     "PageFilter",
     "PageStore",
     "ReadOnlyError",
@@ -43,8 +63,10 @@ __all__ = [
     "broken_links",
     "broken_links_sql",
     "check_filter",
+    "check_ours",
     "latest_run_ids",
     "open_readonly",
+    "read_crawl",
     "run_query",
     "runs",
     "size_buckets",

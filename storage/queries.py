@@ -86,6 +86,7 @@ class Stats:
     hosts: int  # hosts in all
     by_content_type: list[tuple[str, int, int]]  # media type (no parameters), pages, bytes
     histogram: list[tuple[int, int, int]]  # [low, high) bytes, pages of a size in it (log-scale buckets)
+    capped: int = 0  # URLs found but skipped by --max-pages-per-host (none when the filter names a host or run)
 
 
 def check_filter(db: sqlite_utils.Database, page_filter: PageFilter) -> None:
@@ -190,7 +191,14 @@ def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, host
         hosts=len(host_rows),
         by_content_type=by_content_type,
         histogram=_histogram(db, largest, where, params) if responses else [],
+        capped=_capped(db) if page_filter is None or page_filter == PageFilter() else 0,
     )
+
+
+def _capped(db: sqlite_utils.Database) -> int:
+    if "frontier" not in db.table_names():
+        return 0
+    return int(db.execute("SELECT count(*) FROM frontier WHERE state = 'capped'").fetchone()[0])
 
 
 def runs(db: sqlite_utils.Database, ids: list[int] | None = None) -> list[dict[str, Any]]:

@@ -1,12 +1,15 @@
-"""The crawl database: its schema, and a writer that batches pages, links and frontier changes into one
-transaction per batch (main thread only), so the file is consistent whenever the process dies."""
+"""The crawl database's writer: the crawl record and its owner, the frontier, pages, links and runs, written
+in one transaction per batch of whole pages (main thread only), so the file is consistent whenever the
+process dies."""
 
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,65 +17,8 @@ from typing import Any
 
 import sqlite_utils
 
-# Column name -> SQLite type; the README documents these for users writing SQL.
-PAGES_COLUMNS: dict[str, type] = {
-    "url": str,  # the URL as requested, canonical form; one row per URL
-    "final_url": str,  # where redirects ended
-    "host": str,
-    "status": int,  # HTTP status, NULL when no response came back
-    "content_type": str,
-    "size": int,  # body size in bytes, after content-encoding (gzip...) is decoded
-    "truncated": int,  # 1 when the body was cut at --max-size
-    "title": str,
-    "depth": int,  # link hops from the seed it was reached from (seeds are 0)
-    "link_count": int,  # distinct outgoing http(s) links found on the page
-    "attempts": int,  # fetches made, retries included
-    "fetched_at": str,  # UTC, ISO 8601
-    "elapsed_ms": float,  # request start to last body byte, of the last attempt
-    "backend": str,
-    "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
-    "error_message": str,
-    "run_id": int,  # the run that fetched it (runs.id)
-}
-LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str}
-FRONTIER_COLUMNS: dict[str, type] = {
-    "seq": int,  # discovery order, which is crawl order
-    "url": str,
-    "origin": str,  # scheme://host:port, the unit of politeness and robots.txt
-    "depth": int,
-    "hops": int,  # redirects followed to reach this URL
-    "via": str,  # the redirect chain that led here, one URL a line
-    "state": str,  # queued (not yet written to pages, including what is in flight) or done
-}
-RUNS_COLUMNS: dict[str, type] = {
-    "id": int,
-    "started_at": str,  # UTC, ISO 8601
-    "ended_at": str,
-    "status": str,  # running, finished, limit (--max-pages reached), interrupted (Ctrl-C), failed, killed
-    "backend": str,
-    "parser": str,
-    "concurrency": int,
-    "per_host": int,
-    "seeds": str,  # JSON array of the seed URLs given (empty when resuming)
-    "settings": str,  # JSON object: every crawl setting
-    "pages": int,  # rows this run wrote
-    "retries": int,  # requests made again after a timeout, connection error, 429 or 5xx
-    "errors": int,
-    "bytes": int,
-    "elapsed_s": float,
-    "pages_per_second": float,
-    "latency_p50_ms": float,  # of fetches (request start to last body byte), nearest rank
-    "latency_p95_ms": float,
-    "fetch_seconds": float,  # fetch time summed over pages: divided by elapsed_s, the mean requests in flight
-    "cpu_seconds": float,  # the crawler's processes, sampled each second; NULL for a killed run
-    "peak_rss_mb": float,  # the most memory the crawler's processes held at once (sampled)
-    "parse_seconds": float,  # main-thread time parsing pages and handling links
-    "store_seconds": float,  # main-thread time writing SQLite
-}
-RUNNING, FINISHED, LIMIT, INTERRUPTED = "running", "finished", "limit", "interrupted"
-FAILED, KILLED = "failed", "killed"  # stopped by an error; ended without closing its run (kill -9, power cut)
-QUEUED, DONE = "queued", "done"
-LINKS_TO_INDEX = "idx_links_to_url"
+from storage.lease import HEARTBEAT_SECONDS, Owned, Owner
+from storage.schema import CAPPED, DONE, KILLED, LINKS_TO_INDEX, QUEUED, RUNNING, create_schema
 
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_FLUSH_SECONDS = 1.0
@@ -90,28 +36,6 @@ class FrontierEntry:
     seq: int = 0  # assigned by the database
 
 
-def create_schema(db: sqlite_utils.Database) -> None:
-    """Create the tables and indexes that are not there yet."""
-    db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
-    # Columns added since the first release, for databases written by it.
-    pages = db.table("pages")
-    for column in ("truncated", "attempts", "run_id"):
-        if column not in pages.columns_dict:
-            pages.add_column(column, int)
-    db.table("runs").create(RUNS_COLUMNS, pk="id", if_not_exists=True)
-    pages.create_index(["run_id"], if_not_exists=True)
-    # No primary key: a page's links are distinct already. The from_url index serves replacing a page's
-    # links (its inserts land together, one place per page); the to_url index is built by create_link_index.
-    db.table("links").create(LINKS_COLUMNS, if_not_exists=True)
-    db.table("links").create_index(["from_url"], if_not_exists=True)
-    db.table("pages").create_index(["host"], if_not_exists=True)
-    db.table("frontier").create(
-        FRONTIER_COLUMNS, pk="seq", not_null={"url", "origin", "depth", "hops", "state"}, if_not_exists=True
-    )
-    db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
-    db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -126,9 +50,53 @@ def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+@dataclass(frozen=True, slots=True)
+class CrawlRecord:
+    """The crawl a database holds: its seeds and every setting, so that a resume continues it as it was."""
+
+    seeds: list[str]
+    settings: dict[str, Any]
+    made_by: str
+    created_at: str
+
+
+def read_crawl(path: str | Path) -> tuple[CrawlRecord | None, Owner | None]:
+    """The crawl record of the crawl database at `path` and its live owner, if any, read without writing."""
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'crawl'").fetchone():
+            return None, None
+        row = conn.execute(
+            "SELECT seeds, settings, made_by, created_at, owner_pid, owner_host, owner_started, heartbeat_at "
+            "FROM crawl WHERE id = 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        return None, None
+    record = CrawlRecord(json.loads(row[0]), json.loads(row[1]), row[2], row[3]) if row[1] is not None else None
+    owner = Owner(row[4], row[5], row[6], row[7]) if row[4] is not None else None
+    return record, owner if owner is not None and owner.alive() else None
+
+
+@dataclass(slots=True)
+class _Page:
+    """One finished request and everything it caused: written together, in one transaction."""
+
+    row: dict[str, Any]
+    links: list[str]
+    found: list[FrontierEntry]
+    redirected_from: list[str]  # pages of a redirect chain that ended at this one
+
+
 class PageStore:
-    """Buffers pages, links, newly found URLs and redirect outcomes; writes them in one transaction per
-    batch (or per second). A page and its frontier entry's `done` mark are always written together."""
+    """The crawl database, written by the crawl's main thread only.
+
+    A finished page is handed over whole (`commit`): its row, its links, the URLs it adds to the frontier and
+    the redirect chain it ends. Pages are buffered and written in one transaction per batch (or per second),
+    never split across two, so the file is consistent and complete whenever the process dies: a page is
+    `done` in the frontier exactly when its row and its outlinks are there too.
+    """
 
     def __init__(
         self,
@@ -136,6 +104,7 @@ class PageStore:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_seconds: float = DEFAULT_FLUSH_SECONDS,
     ) -> None:
+        self.path = str(path)
         self.db = sqlite_utils.Database(path)
         self.db.enable_wal()  # readers (crawler query/stats) can look while the crawl writes
         # In WAL mode, NORMAL survives a crash or kill -9 of the crawler (only a power cut may lose the last
@@ -145,56 +114,159 @@ class PageStore:
         self.db.execute(f"DROP INDEX IF EXISTS {LINKS_TO_INDEX}")  # built again by close()
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
-        self._pages: list[dict[str, Any]] = []
-        self._links: list[tuple[str, str]] = []
-        self._found: list[tuple[str, str, int, int, str | None]] = []
-        self._final_urls: list[tuple[str, list[str]]] = []
+        self._pages: list[_Page] = []
+        self._seeds: list[FrontierEntry] = []
+        self._capped: list[str] = []
         self._last_flush = time.monotonic()
+        self._last_heartbeat = 0.0
+        self._owner: Owner | None = None
         counts = dict(self.db.execute("SELECT state, count(*) FROM frontier GROUP BY state").fetchall())
         self.queued: int = counts.get(QUEUED, 0)  # kept current by flush()
         self.done: int = counts.get(DONE, 0)
-        self.added = 0  # frontier entries this store has inserted: only ever grows
+        self.capped: int = counts.get(CAPPED, 0)
         self.write_seconds = 0.0  # time spent writing, for the benchmark's breakdown
         self.run_id: int | None = None  # set by start_run; written on every page row
 
-    def add(self, page: dict[str, Any], links: list[str]) -> None:
-        """Queue one page row and its outgoing links; marks its frontier entry done when written."""
-        self._pages.append({**page, "run_id": self.run_id})
-        self._links.extend((page["url"], link) for link in links)
+    # -- the crawl record and its owner ---------------------------------------------------------------
+
+    @contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds SQLite's write lock from its first statement (no read-then-write
+        race between two processes)."""
+        conn = self.db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def acquire(self) -> None:
+        """Make this process the database's owner. `Owned` if a live crawl owns it; a dead owner's lease
+        (kill -9, power cut) is taken over."""
+        me = Owner.me()
+        with self._immediate() as conn:
+            row = conn.execute(
+                "SELECT owner_pid, owner_host, owner_started, heartbeat_at FROM crawl WHERE id = 1"
+            ).fetchone()
+            if row is not None and row[0] is not None:
+                owner = Owner(row[0], row[1], row[2], row[3])
+                if owner.alive():
+                    heartbeat = f", last heartbeat {owner.heartbeat_at}" if owner.host != me.host else ""
+                    raise Owned(f"{self.path} is being crawled by {owner.describe()}{heartbeat}; "
+                                "wait for it to end, or stop it first")  # fmt: skip
+            conn.execute(
+                "INSERT INTO crawl (id, owner_pid, owner_host, owner_started, heartbeat_at) VALUES (1, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, "
+                "owner_started = excluded.owner_started, heartbeat_at = excluded.heartbeat_at",
+                [me.pid, me.host, me.started, _now()],
+            )
+        self._owner = me
+        self._last_heartbeat = time.monotonic()
+
+    def heartbeat(self) -> None:
+        """Tell other processes the owner is alive, every `HEARTBEAT_SECONDS` at most."""
+        if self._owner is not None and time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
+            with self.db.atomic():
+                self.db.execute("UPDATE crawl SET heartbeat_at = ? WHERE id = 1", [_now()])
+            self._last_heartbeat = time.monotonic()
+
+    def release(self) -> None:
+        """Give up ownership (when the crawl ends, however it ends)."""
+        if self._owner is not None:
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE crawl SET owner_pid = NULL, owner_host = NULL, owner_started = NULL, heartbeat_at = NULL "
+                    "WHERE id = 1 AND owner_pid = ?",
+                    [self._owner.pid],
+                )
+            self._owner = None
+
+    def crawl_record(self) -> CrawlRecord | None:
+        """The crawl this database holds, or None: new, or written before crawls were recorded."""
+        row = self.db.execute("SELECT seeds, settings, made_by, created_at FROM crawl WHERE id = 1").fetchone()
+        if row is None or row[1] is None:
+            return None
+        return CrawlRecord(json.loads(row[0]), json.loads(row[1]), row[2], row[3])
+
+    def legacy_settings(self) -> dict[str, Any] | None:
+        """For a database written before crawls were recorded: the settings of its last run, if any."""
+        row = self.db.execute(
+            "SELECT settings FROM runs WHERE settings IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def save_crawl(self, seeds: Sequence[str], settings: dict[str, Any], made_by: str | None = None) -> None:
+        """Record the crawl's seeds and settings (`made_by` only when a new crawl starts)."""
+        with self.db.atomic():
+            self.db.execute("INSERT OR IGNORE INTO crawl (id) VALUES (1)")
+            self.db.execute(
+                "UPDATE crawl SET seeds = ?, settings = ? WHERE id = 1", [json.dumps(list(seeds)), json.dumps(settings)]
+            )
+            if made_by is not None:
+                self.db.execute("UPDATE crawl SET made_by = ?, created_at = ? WHERE id = 1", [made_by, _now()])
+
+    # -- the frontier ---------------------------------------------------------------------------------
+
+    def add_seeds(self, entries: list[FrontierEntry]) -> None:
+        """Queue seed URLs (those the frontier holds already are ignored), written at once."""
+        self._seeds.extend(entries)
+        self.flush()
+
+    def commit(
+        self, row: dict[str, Any], links: list[str], found: list[FrontierEntry], redirected_from: list[str]
+    ) -> set[str]:
+        """Hand over one finished page with everything it caused: its row (which marks its frontier entry
+        done), its links, the URLs it adds to the frontier (those already there are ignored), and the pages of
+        the redirect chain that ended at it. They are written together, in the same transaction. Returns what
+        `flush` returns if the batch was written now, else nothing."""
+        self._pages.append(_Page({**row, "run_id": self.run_id}, links, found, redirected_from))
         if len(self._pages) >= self._batch_size:
-            self.flush()
-        else:
-            self.flush_if_due()
+            return self.flush()
+        return set()
 
-    def discover(self, entries: list[FrontierEntry]) -> None:
-        """Queue URLs for the frontier; those it already holds (queued or done) are ignored when written."""
-        self._found.extend((e.url, e.origin, e.depth, e.hops, e.via) for e in entries)
+    def cap(self, url: str) -> None:
+        """Mark a queued URL as skipped by the per-host cap (written with the next batch)."""
+        self._capped.append(url)
 
-    def set_final_url(self, urls: list[str], final_url: str) -> None:
-        """Record where a chain of redirects ended, on every page of the chain."""
-        self._final_urls.append((final_url, urls))
+    def uncap(self) -> int:
+        """Queue again the URLs a per-host cap skipped (the cap was raised); returns how many."""
+        self.flush()
+        with self.db.atomic():
+            count = self.db.execute(f"UPDATE frontier SET state = '{QUEUED}' WHERE state = '{CAPPED}'").rowcount
+        self.queued += count
+        self.capped -= count
+        return count
 
     @property
-    def has_unwritten_discoveries(self) -> bool:
-        """Whether URLs are waiting to be written to the frontier."""
-        return bool(self._found)
+    def pending(self) -> int:
+        """Finished pages handed over but not written yet."""
+        return len(self._pages)
 
-    def flush_if_due(self) -> None:
-        """Write what is queued if a flush interval has passed since the last write."""
+    def flush_if_due(self) -> set[str]:
+        """Write what is buffered if a flush interval has passed since the last write."""
         if time.monotonic() - self._last_flush >= self._flush_seconds:
-            self.flush()
+            return self.flush()
+        return set()
 
-    def flush(self) -> None:
-        """Write everything queued in one transaction; a page fetched again replaces its old row and links."""
-        if self._pages or self._found or self._final_urls:
+    def flush(self) -> set[str]:
+        """Write everything buffered in one transaction; a page fetched again replaces its old row and links.
+        Returns the origins that got new frontier entries (or may have: duplicates are ignored)."""
+        origins: set[str] = set()
+        if self._pages or self._seeds or self._capped:
             start = time.perf_counter()
+            found = [entry for page in self._pages for entry in page.found] + self._seeds
             with self.db.atomic():
                 conn = self.db.conn
                 if self._pages:
-                    urls = [page["url"] for page in self._pages]
+                    urls = [page.row["url"] for page in self._pages]
                     conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(urls))})", urls)
-                    self.db.table("pages").insert_all(self._pages, pk="url", replace=True)
-                    conn.executemany("INSERT INTO links (from_url, to_url) VALUES (?, ?)", self._links)
+                    self.db.table("pages").insert_all([page.row for page in self._pages], pk="url", replace=True)
+                    conn.executemany(
+                        "INSERT INTO links (from_url, to_url) VALUES (?, ?)",
+                        [(page.row["url"], link) for page in self._pages for link in page.links],
+                    )
                     done = conn.execute(
                         f"UPDATE frontier SET state = '{DONE}' "
                         f"WHERE state = '{QUEUED}' AND url IN ({_placeholders(len(urls))})",
@@ -202,32 +274,47 @@ class PageStore:
                     ).rowcount
                     self.queued -= done
                     self.done += done
-                if self._found:
+                if found:
                     before = conn.total_changes
                     conn.executemany(
                         "INSERT OR IGNORE INTO frontier (url, origin, depth, hops, via, state) "
                         f"VALUES (?, ?, ?, ?, ?, '{QUEUED}')",
-                        self._found,
+                        [(e.url, e.origin, e.depth, e.hops, e.via) for e in found],
                     )
-                    self.added += conn.total_changes - before
                     self.queued += conn.total_changes - before
-                for final_url, urls in self._final_urls:
-                    conn.execute(
-                        f"UPDATE pages SET final_url = ? WHERE url IN ({_placeholders(len(urls))})", [final_url, *urls]
-                    )
+                    origins = {entry.origin for entry in found}
+                for page in self._pages:
+                    if page.redirected_from:
+                        conn.execute(
+                            f"UPDATE pages SET final_url = ? WHERE url IN ({_placeholders(len(page.redirected_from))})",
+                            [page.row["url"], *page.redirected_from],
+                        )
+                if self._capped:
+                    capped = conn.execute(
+                        f"UPDATE frontier SET state = '{CAPPED}' "
+                        f"WHERE state = '{QUEUED}' AND url IN ({_placeholders(len(self._capped))})",
+                        self._capped,
+                    ).rowcount
+                    self.queued -= capped
+                    self.capped += capped
             self.write_seconds += time.perf_counter() - start
         self._pages.clear()
-        self._links.clear()
-        self._found.clear()
-        self._final_urls.clear()
+        self._seeds.clear()
+        self._capped.clear()
         self._last_flush = time.monotonic()
+        return origins
 
-    def queued_after(self, seq: int, limit: int) -> list[FrontierEntry]:
-        """Up to `limit` queued frontier entries with a sequence number above `seq`, in crawl order."""
+    def queued_origins(self) -> list[str]:
+        """The origins with queued frontier entries."""
+        return [row[0] for row in self.db.execute(f"SELECT DISTINCT origin FROM frontier WHERE state = '{QUEUED}'")]
+
+    def queued_for(self, origin: str, after: int, limit: int) -> list[FrontierEntry]:
+        """Up to `limit` queued frontier entries of `origin` with a sequence number above `after`, in crawl
+        order."""
         rows = self.db.execute(
-            f"SELECT url, origin, depth, hops, via, seq FROM frontier WHERE state = '{QUEUED}' AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            [seq, limit],
+            "SELECT url, origin, depth, hops, via, seq FROM frontier "
+            f"WHERE origin = ? AND state = '{QUEUED}' AND seq > ? ORDER BY seq LIMIT ?",
+            [origin, after, limit],
         )
         return [FrontierEntry(*row) for row in rows]
 
@@ -236,7 +323,7 @@ class PageStore:
         return dict(self.db.execute(f"SELECT origin, count(*) FROM frontier WHERE state = '{DONE}' GROUP BY origin"))
 
     def seed_origins(self) -> list[str]:
-        """The origins of the frontier's seeds (depth 0): a resumed crawl's scope."""
+        """The origins of the frontier's seeds (depth 0), for databases written before crawls were recorded."""
         return [row[0] for row in self.db.execute("SELECT DISTINCT origin FROM frontier WHERE depth = 0")]
 
     def reset_frontier(self) -> None:
@@ -244,11 +331,15 @@ class PageStore:
         self.flush()
         with self.db.atomic():
             self.db.execute("DELETE FROM frontier")
-        self.queued = self.done = 0
+        self.queued = self.done = self.capped = 0
 
-    def start_run(self, settings: dict[str, Any], seeds: Sequence[str]) -> int:
-        """Record a new run (status `running`) and tag the pages written from now on with its id. Runs
-        still marked running were killed: they are closed first, with the figures their pages give."""
+    # -- runs -----------------------------------------------------------------------------------------
+
+    def start_run(self, settings: dict[str, Any], seeds: Sequence[str], overrides: dict[str, Any] | None = None) -> int:
+        """Record a new run (status `running`) with its settings, the seeds it was given and the settings it
+        changed from the crawl's (`overrides`), and tag the pages written from now on with its id. Runs still
+        marked running were killed (only the owner writes runs): they are closed first, with the figures their
+        pages give."""
         for (stale,) in self.db.execute(f"SELECT id FROM runs WHERE status = '{RUNNING}'").fetchall():
             ended = self.db.execute("SELECT max(fetched_at) FROM pages WHERE run_id = ?", [stale]).fetchone()[0]
             started = self.db.table("runs").get(stale)["started_at"]
@@ -263,6 +354,7 @@ class PageStore:
             "per_host": settings["per_host"],
             "seeds": json.dumps(list(seeds)),
             "settings": json.dumps(settings),
+            "overrides": json.dumps(overrides or {}),
         }
         with self.db.atomic():
             run_id: int = self.db.table("runs").insert(row).last_pk  # type: ignore[assignment]
@@ -307,9 +399,12 @@ class PageStore:
             self.db.table("runs").update(run_id, {**fields, **figures})
 
     def close(self) -> None:
-        """Flush, index the links by target and close the database."""
-        self.flush()
-        start = time.perf_counter()
-        create_link_index(self.db)
-        self.write_seconds += time.perf_counter() - start
-        self.db.close()
+        """Flush, index the links by target, give up ownership and close the database."""
+        try:
+            self.flush()
+            start = time.perf_counter()
+            create_link_index(self.db)
+            self.write_seconds += time.perf_counter() - start
+        finally:
+            self.release()
+            self.db.close()

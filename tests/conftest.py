@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -143,6 +144,16 @@ def run_cli(*args: str, cwd: Path | None = None, columns: int = 200) -> Run:
         if cwd is not None:
             os.chdir(previous)
     return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def run_line(line: str, timeout: float = 120) -> Run:
+    """Run a command line the tool printed for the user, verbatim, as a subprocess (`crawler` is this
+    Python's `-m crawler`)."""
+    words = shlex.split(line)
+    assert words[0] == "crawler", line
+    done = subprocess.run([sys.executable, "-m", "crawler", *words[1:]], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=timeout, check=False)  # fmt: skip
+    return Run(done.returncode, done.stdout, done.stderr)
 
 
 def rows(db: Path, sql: str = "SELECT * FROM pages") -> list[dict[str, Any]]:

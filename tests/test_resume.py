@@ -12,7 +12,7 @@ from pathlib import Path
 
 from crawler.sitegen import Resource, Site, generate_site
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli
+from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli, run_line
 
 
 def slow_site(pages: int, delay: float) -> Site:
@@ -119,10 +119,13 @@ def test_max_pages_counts_across_runs(site: SiteServer, backend: str, tmp_path: 
     first = run_cli(*args, "--max-pages", "3")
     assert first.exit_code == 0, first.stderr
     assert len(pages_by_url(db)) == 3
-    assert f"Stopped at --max-pages 3. To go on: crawler crawl --resume --db {db} --max-pages N" in first.stderr
-    second = run_cli(*args, "--max-pages", "6")
+    hint = f"crawler crawl --resume --db {db} --max-pages 6"
+    assert f"Stopped at --max-pages 3. To go on: {hint}" in first.stderr
+    second = run_line(hint)
+    assert second.exit_code == 0, second.stderr
     assert len(pages_by_url(db)) == 6
     assert "resumed  after 3 pages done in earlier runs" in second.stdout
+    assert "--max-pages 6 (the crawl had 3)" in second.stderr
     # Nothing more to do at the same limit.
     third = run_cli(*args, "--max-pages", "6")
     assert (third.exit_code, len(pages_by_url(db))) == (0, 6)
@@ -153,10 +156,17 @@ def test_resume_is_the_default_when_the_database_has_an_unfinished_crawl(
 ) -> None:
     db = tmp_path / "crawl.db"
     args = ("--backend", backend, "--db", str(db), "--timeout", "0.5", *FAST_RETRIES)
-    run_cli("crawl", site.url("/"), *args, "--max-pages", "2")
-    run = run_cli("crawl", site.url("/"), *args, "--depth", "5")
+    run_cli("crawl", site.url("/"), *args, "--max-pages", "2", "--depth", "5")
+    run = run_cli("crawl", site.url("/"), *args, "--max-pages", "500")
     assert "resumed  after 2 pages done in earlier runs" in run.stdout
-    assert len(pages_by_url(db)) == 14
+    assert len(pages_by_url(db)) == 14  # depth 5, stored with the crawl, though the second command left it out
+    changed = run_cli("crawl", site.url("/"), *args, "--depth", "1", "--restart", "--max-pages", "2")
+    assert changed.exit_code == 0
+    refused = run_cli("crawl", site.url("/"), *args, "--depth", "3")
+    assert (refused.exit_code, refused.stderr.strip()) == (
+        2, "Error: --depth cannot change in an unfinished crawl (it is 1); leave it out to continue, "
+        "or add --restart to start anew",
+    )  # fmt: skip
 
 
 def test_pages_in_flight_at_ctrl_c_still_hand_on_their_links(serve: Serve, backend: str, tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ import pytest
 
 from crawler.__main__ import wants_gevent
 from crawler.cli import Backend, ParserName
-from crawler.engine import CrawlSummary, retry_after_seconds
 from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
 from crawler.report import human_bytes
+from crawler.retries import retry_after_seconds
 from crawler.scheduler import Request, Scheduler
 from crawler.seeds import SeedError, load_seeds
 from crawler.siteserver import SiteServer
+from crawler.summary import CrawlSummary
 from crawler.urls import canonical
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import environment_matters, os_error_kind
@@ -193,9 +194,9 @@ def test_store_replaces_a_page_and_its_links_when_fetched_again(tmp_path: Path) 
     db = tmp_path / "crawl.db"
     row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
     store = PageStore(db)
-    store.add(row, ["http://h/a", "http://h/b"])
+    store.commit(row, ["http://h/a", "http://h/b"], [], [])
     store.flush()
-    store.add({**row, "size": 20}, ["http://h/c"])
+    store.commit({**row, "size": 20}, ["http://h/c"], [], [])
     store.close()
     assert [(r["url"], r["size"]) for r in rows(db)] == [("http://h/", 20)]
     assert rows(db, "SELECT to_url FROM links") == [{"to_url": "http://h/c"}]
@@ -206,7 +207,7 @@ def test_store_indexes_links_by_target_only_once_closed(tmp_path: Path) -> None:
     row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
     to_url_indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%links%to_url%'"
     store = PageStore(db)
-    store.add(row, ["http://h/a"])
+    store.commit(row, ["http://h/a"], [], [])
     store.close()
     assert rows(db, to_url_indexes) == [{"name": "idx_links_to_url"}]
     store = PageStore(db)  # a crawl writing to it: the index would slow every insert

@@ -1,0 +1,217 @@
+"""The local frontier: the `frontier` table of the SQLite crawl database, with a window of it in memory.
+
+The window is filled origin by origin, in crawl order within each: an origin holds at most `ORIGIN_WINDOW`
+requests in memory and is topped up when it runs low, and an origin with nothing in memory is always
+loaded, however full the window is, so a slow or Crawl-delayed host can never keep the others' URLs
+waiting in the database. robots.txt is fetched first on each origin; until it answers, the origin's pages
+wait behind it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from yarl import URL
+
+from crawler.config import CrawlConfig
+from crawler.frontier import Found, Frontier, Outcome, Refusal, Request
+from crawler.robots import RobotRules, robots_url
+from crawler.scheduler import Origin, Scheduler
+from crawler.urls import host, origin
+from storage import FrontierEntry, PageStore
+
+WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)
+ORIGIN_WINDOW = 500  # requests of one origin held in memory at most
+ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
+
+
+def _entry(found: Found) -> FrontierEntry:
+    return FrontierEntry(found.url, origin(found.url), found.depth, found.hops, "\n".join(found.via) or None)
+
+
+class LocalFrontier(Frontier):
+    """A frontier in one SQLite crawl database, for one crawling process."""
+
+    def __init__(self, config: CrawlConfig, store: PageStore, seeds: list[str]) -> None:
+        """Continue the frontier in `store`, adding `seeds` (the crawl's: those there already are ignored),
+        whose hosts are the crawl's scope."""
+        self.config = config
+        self._store = store
+        self._scheduler = Scheduler(config.per_host, config.delay, config.max_pages_per_host)
+        # A database written before crawls were recorded knows its seeds by their depth, 0.
+        self._seed_hosts = {host(url) for url in seeds} | {URL(key).host or "" for key in store.seed_origins()}
+        self._low = max(1, ORIGIN_WINDOW // 4)
+        self._min_load = max(8, 2 * config.per_host)
+        self._hungry: set[str] = set()  # origins whose queue is low while storage holds more of theirs
+        self._refused: list[Refusal] = []
+        self.resumed_from = store.done
+        self._started = store.done  # first attempts of pages, those done in earlier runs included
+        for key, done in store.done_by_origin().items():
+            self._scheduler.origin(key).pages = done
+        store.add_seeds([FrontierEntry(url, origin(url), 0) for url in seeds])
+        self._hungry.update(store.queued_origins())
+        self.limit_reached = self._budget_left() <= 0
+
+    # -- what the engine reads -------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:  # type: ignore[override]
+        """URLs not crawled yet, in flight included."""
+        return self._store.queued
+
+    @property
+    def capped(self) -> int:  # type: ignore[override]
+        """URLs the per-host cap skipped."""
+        return self._store.capped
+
+    @property
+    def store_seconds(self) -> float:
+        """Time spent writing SQLite."""
+        return self._store.write_seconds
+
+    def _budget_left(self) -> int:
+        return self.config.max_pages - self._started
+
+    # -- the window ------------------------------------------------------------------------------------
+
+    def refill(self, idle: bool) -> None:
+        """Load queued entries of the origins that run low; those with nothing in memory first."""
+        if self._store.pending and idle:
+            # Slots are free but nothing may start: pages are done whose links are not written yet, and only
+            # written links can be handed out (a crawl whose slots are all busy writes a batch at a time).
+            self._newly_found(self._store.flush())
+        if not self._hungry or self.limit_reached:
+            return
+        room = WINDOW - self._scheduler.queued
+        now = time.monotonic()
+        for key in sorted(self._hungry, key=lambda key: len(self._scheduler.origin(key).queue)):
+            state = self._scheduler.origin(key)
+            empty = not state.queue
+            if room <= 0 and not empty:
+                break
+            want = min(ORIGIN_WINDOW - len(state.queue), max(room, self._min_load if empty else 0))
+            entries = self._store.queued_for(key, state.cursor, want)
+            for entry in entries:
+                via = tuple(entry.via.split("\n")) if entry.via else ()
+                self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via), now)
+            if entries:
+                state.cursor = entries[-1].seq
+            room -= len(entries)
+            state.more = len(entries) == want
+            if not state.more or len(state.queue) >= self._low:
+                self._hungry.discard(key)
+
+    def _newly_found(self, origins: set[str]) -> None:
+        for key in origins:
+            state = self._scheduler.origin(key)
+            state.more = True
+            if len(state.queue) < self._low:
+                self._hungry.add(key)
+
+    def _admit(self, request: Request, now: float) -> None:
+        """Queue a page on its origin, behind that origin's robots.txt; record it skipped if robots.txt
+        forbids it."""
+        state = self._scheduler.origin(request.origin)
+        if not self.config.obey_robots:
+            self._scheduler.push(request, now)
+        elif state.rules is not None:
+            if state.rules.allowed(request.url, self.config.user_agent):
+                self._scheduler.push(request, now)
+            else:
+                self._refused.append(Refusal(request, state.rules.error_kind,
+                                             state.rules.reason or "disallowed by robots.txt"))  # fmt: skip
+        else:
+            if not state.robots_requested:
+                state.robots_requested = True
+                self._scheduler.push(Request(robots_url(request.origin), request.origin, 0, robots=True), now)
+            self._scheduler.push(request, now)
+
+    def refusals(self) -> list[Refusal]:
+        """Pages robots.txt forbids, taken out of the frontier's hands: the engine records them."""
+        refused, self._refused = self._refused, []
+        return refused
+
+    # -- handing out -----------------------------------------------------------------------------------
+
+    def next(self, now: float) -> Request | None:
+        """A request that may start now; the page budget is counted here."""
+        request = self._scheduler.pop(now)
+        for capped in self._scheduler.capped:
+            self._store.cap(capped.url)
+        self._scheduler.capped.clear()
+        if request is None:
+            return None
+        state = self._scheduler.origin(request.origin)
+        if state.more and len(state.queue) < self._low:
+            self._hungry.add(request.origin)
+        if not request.robots and request.attempt == 1:
+            self._started += 1
+            if self._budget_left() <= 0:
+                self.limit_reached = True
+                self._scheduler.drop_new()
+                self._hungry.clear()
+        return request
+
+    def returned(self, request: Request, now: float) -> None:
+        """Free the origin's slot."""
+        self._scheduler.finished(request, now)
+
+    def retry(self, request: Request, at: float) -> None:
+        """Hold the request until `at`, then put it first on its origin."""
+        self._scheduler.later(request, at)
+
+    def pause(self, origin_key: str, until: float, now: float) -> None:
+        """A Retry-After: the origin starts nothing before `until`."""
+        self._scheduler.pause(origin_key, until, now)
+
+    # -- taking results back ---------------------------------------------------------------------------
+
+    def complete(self, outcome: Outcome) -> None:
+        """Hand the page and what it found to the store, which writes them in one transaction."""
+        found = [_entry(item) for item in outcome.found if item.depth <= self.config.depth and self._in_scope(item.url)]
+        self._newly_found(self._store.commit(outcome.row, outcome.links, found, list(outcome.request.via)))
+
+    def _in_scope(self, url: str) -> bool:
+        return not self.config.same_host or host(url) in self._seed_hosts
+
+    def robots_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
+                        location: str | None, now: float) -> None:  # fmt: skip
+        """Follow a redirect of robots.txt (up to five), else apply its rules and release the origin's pages."""
+        state = self._scheduler.origin(request.origin)
+        if status in (301, 302, 303, 307, 308) and location and request.hops < ROBOTS_MAX_REDIRECTS:
+            target = str(URL(request.url).join(URL(location)))
+            self._scheduler.push(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
+            return
+        state.learn_robots(
+            RobotRules.from_response(status, body, error_kind), self.config.delay, self.config.user_agent
+        )
+        for page in self._scheduler.unblock(state, now):
+            self._admit(page, now)
+
+    # -- the end ---------------------------------------------------------------------------------------
+
+    def exhausted(self) -> bool:
+        """Nothing in memory, nothing unwritten that could add URLs, nothing more in storage."""
+        return (
+            not self._scheduler.queued
+            and not self._store.pending
+            and not self._refused
+            and (self.limit_reached or not self._hungry)
+        )
+
+    def next_wake(self) -> float | None:
+        """The earliest timer: a delay, a pause or a retry."""
+        return self._scheduler.next_timer()
+
+    def tick(self) -> None:
+        """Write a batch that is due, and the owner's heartbeat."""
+        self._newly_found(self._store.flush_if_due())
+        self._store.heartbeat()
+
+    def flush(self) -> None:
+        """Write everything completed so far."""
+        self._newly_found(self._store.flush())
+
+    def origin_state(self, key: str) -> Origin:
+        """The in-memory state of an origin (for tests and the progress display)."""
+        return self._scheduler.origin(key)

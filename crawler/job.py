@@ -1,0 +1,212 @@
+"""A crawl as a durable job: the database holds its seeds and settings and says who is crawling it.
+
+`run_job` opens the crawl database (only one of ours, or a new one), takes ownership of it, decides whether
+this is a new crawl or the continuation of an unfinished one, records a run, runs the engine with SIGINT and
+SIGTERM turned into stop requests, and closes the run however it ends.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from crawler.config import DEFAULT_DB, FIXED_SETTINGS, CrawlConfig
+from crawler.engine import Engine
+from crawler.frontier_local import LocalFrontier
+from crawler.meter import ResourceMeter
+from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
+from fetchers import FetchSettings, get_fetcher
+from parsers import get_parser
+from storage import FAILED, FINISHED, INTERRUPTED, LIMIT, NotOurs, Owned, PageStore, check_ours, read_crawl
+
+CRAWL, DEMO = "crawl", "demo"  # who made a database: `demo` replaces only databases it made
+
+
+class JobError(Exception):
+    """The crawl cannot start as asked; the message is worded for the user (exit code 2)."""
+
+
+class NothingToResume(JobError):
+    """--resume was asked for, but the database holds no unfinished crawl."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What the user asked for: seeds, the settings given on the command line, and how to treat a database
+    that holds an unfinished crawl."""
+
+    db_path: str = DEFAULT_DB
+    seeds: list[str] = field(default_factory=list)
+    given: dict[str, Any] = field(default_factory=dict)  # settings named on the command line
+    resume: bool = False  # insist on continuing an unfinished crawl
+    restart: bool = False  # forget an unfinished crawl and start from the seeds
+    made_by: str = CRAWL
+
+
+@dataclass(slots=True)
+class Job:
+    """The crawl as it runs: its settings, and what this run changed or added."""
+
+    config: CrawlConfig
+    seeds: list[str]  # every seed of the crawl
+    resumed: bool = False
+    overrides: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # setting -> (stored, now)
+    new_seeds: list[str] = field(default_factory=list)  # seeds this run added to an unfinished crawl
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _plan(store: PageStore, request: JobRequest) -> Job:
+    """A new crawl, or the unfinished one continued with its stored settings and the given overrides."""
+    record = store.crawl_record()
+    cap = request.given.get("max_pages_per_host")
+    if (
+        (request.resume or store.queued)
+        and store.capped
+        and record
+        and cap is not None
+        and cap != record.settings.get("max_pages_per_host")
+    ):
+        store.uncap()  # a raised cap: what the old one skipped is crawlable again
+    if request.restart:
+        store.reset_frontier()
+    elif store.queued:
+        stored = record.settings if record else (store.legacy_settings() or {})
+        base = replace(CrawlConfig(), **{k: v for k, v in stored.items() if k in CrawlConfig().settings()})
+        overrides = {
+            name: (getattr(base, name), value) for name, value in request.given.items() if getattr(base, name) != value
+        }
+        for name in FIXED_SETTINGS:
+            if name in overrides:
+                raise JobError(f"{_flag(name)} cannot change in an unfinished crawl (it is {overrides[name][0]}); "
+                               "leave it out to continue, or add --restart to start anew")  # fmt: skip
+        config = replace(base, db_path=request.db_path, **{name: now for name, (_, now) in overrides.items()})
+        known = record.seeds if record else []
+        new_seeds = [url for url in request.seeds if url not in known]
+        store.save_crawl(known + new_seeds, config.settings())
+        return Job(config, known + new_seeds, True, overrides, new_seeds)
+    elif request.resume:
+        raise NothingToResume(f"{request.db_path} holds no unfinished crawl to resume")
+    elif store.done or store.capped:
+        store.reset_frontier()  # the last crawl in this file ran to its end: start anew
+    config = replace(CrawlConfig(db_path=request.db_path), **request.given)
+    store.save_crawl(request.seeds, config.settings(), made_by=request.made_by)
+    return Job(config, list(request.seeds))
+
+
+@contextmanager
+def stop_signals() -> Iterator[StopRequests]:
+    """Count SIGINT and SIGTERM as stop requests while the block runs (in the main thread; elsewhere the
+    default handlers stay)."""
+    stops = StopRequests()
+    if threading.current_thread() is not threading.main_thread():
+        yield stops
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stops.count += 1
+        stops.signal_name = stops.signal_name or signal.Signals(signum).name
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stops
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def open_store(path: str, resume: bool) -> PageStore:
+    """Open the crawl database for writing: only one of ours, or a new one. `JobError` for anything else,
+    with the file left as it was; with `resume`, a missing file is not created."""
+    try:
+        exists = check_ours(path)
+    except NotOurs as exc:
+        raise JobError(str(exc)) from None
+    if resume and not exists:
+        raise NothingToResume(f"{path} holds no crawl to resume")
+    try:
+        return PageStore(path)
+    except sqlite3.Error as exc:
+        raise JobError(f"cannot write the database {path}: {exc}") from None
+
+
+def remove_demo_database(path: str | Path) -> None:
+    """Delete the crawl database at `path` (and its WAL files) if `crawler demo` made it and no crawl owns
+    it; nothing there is fine too. `JobError` for any other file, which is left alone."""
+    try:
+        exists = check_ours(path)
+    except NotOurs as exc:
+        raise JobError(f"{exc}: `crawler demo` replaces only a database it made") from None
+    if not exists:
+        if Path(path).exists():
+            Path(path).unlink()  # an empty file
+        return
+    record, owner = read_crawl(path)
+    if record is None or record.made_by != DEMO:
+        raise JobError(f"{path} holds a crawl that `crawler demo` did not make; choose another --db")
+    if owner is not None:
+        raise Owned(f"{path} is being crawled by {owner.describe()}; wait for it to end, or stop it first")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def run_job(request: JobRequest, progress: ProgressCallback | None = None,
+            notify: Callable[[str], None] | None = None) -> tuple[Job, CrawlSummary]:  # fmt: skip
+    """Run (or continue) the crawl in `request.db_path` to its end, its page budget, or a stop request."""
+    tell = notify or (lambda message: None)
+    store = open_store(request.db_path, request.resume)
+    try:
+        store.acquire()
+        job = _plan(store, request)
+        config = job.config
+        if job.resumed:
+            tell(f"Resuming the crawl in {config.db_path}: {store.done:,} pages done, {store.queued:,} queued.")
+            for name, (was, now) in job.overrides.items():
+                tell(f"  {_flag(name)} {now} (the crawl had {was})")
+            if job.new_seeds:
+                tell(f"  {len(job.new_seeds)} new seed(s) added to it")
+        settings = FetchSettings(concurrency=config.concurrency, timeout=config.timeout,
+                                 connect_timeout=config.connect_timeout, user_agent=config.user_agent,
+                                 max_size=config.max_size)  # fmt: skip
+        meter = ResourceMeter()
+        overrides = {name: now for name, (_, now) in job.overrides.items()}
+        store.start_run(config.settings(), request.seeds, overrides)
+        started = time.perf_counter()
+
+        def measured(summary: CrawlSummary) -> None:
+            meter.sample()  # about once a second
+            if progress is not None:
+                progress(summary)
+
+        engine: Engine | None = None
+        status = FAILED
+        try:
+            with stop_signals() as stops:
+                frontier = LocalFrontier(config, store, job.seeds)
+                fetcher = get_fetcher(config.backend)(settings)
+                engine = Engine(config, fetcher, get_parser(config.parser), frontier, stops, measured, tell)
+                summary = engine.run()
+            status = INTERRUPTED if summary.interrupted else LIMIT if summary.limit_reached else FINISHED
+        finally:
+            meter.sample(force=True)
+            store.finish_run(status, {
+                "elapsed_s": engine.summary.elapsed if engine else time.perf_counter() - started,
+                "cpu_seconds": meter.cpu_seconds,
+                "peak_rss_mb": meter.peak_rss / 2**20,
+                "parse_seconds": engine.summary.parse_seconds if engine else None,
+                "store_seconds": store.write_seconds,
+                "retries": engine.summary.retries if engine else None,
+            })  # fmt: skip
+        return job, summary
+    finally:
+        store.close()

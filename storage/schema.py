@@ -1,0 +1,160 @@
+"""The crawl database's schema: every table and column (documented here, for users writing SQL), and the
+check that a file is one of ours before anything writes to it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+# Column name -> SQLite type; the README documents these for users writing SQL.
+PAGES_COLUMNS: dict[str, type] = {
+    "url": str,  # the URL as requested, canonical form; one row per URL
+    "final_url": str,  # where redirects ended
+    "host": str,
+    "status": int,  # HTTP status, NULL when no response came back
+    "content_type": str,
+    "size": int,  # body size in bytes, after content-encoding (gzip...) is decoded
+    "truncated": int,  # 1 when the body was cut at --max-size
+    "title": str,
+    "depth": int,  # link hops from the seed it was reached from (seeds are 0)
+    "link_count": int,  # distinct outgoing http(s) links found on the page
+    "attempts": int,  # fetches made, retries included
+    "fetched_at": str,  # UTC, ISO 8601
+    "elapsed_ms": float,  # request start to last body byte, of the last attempt
+    "backend": str,
+    "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
+    "error_message": str,
+    "run_id": int,  # the run that fetched it (runs.id)
+}
+LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str}
+FRONTIER_COLUMNS: dict[str, type] = {
+    "seq": int,  # discovery order, which is crawl order
+    "url": str,
+    "origin": str,  # scheme://host:port, the unit of politeness and robots.txt
+    "depth": int,
+    "hops": int,  # redirects followed to reach this URL
+    "via": str,  # the redirect chain that led here, one URL a line
+    "state": str,  # queued (not yet in pages, including what is in flight), done, or capped (--max-pages-per-host)
+}
+RUNS_COLUMNS: dict[str, type] = {
+    "id": int,
+    "started_at": str,  # UTC, ISO 8601
+    "ended_at": str,
+    "status": str,  # running, finished, limit (--max-pages reached), interrupted (Ctrl-C), failed, killed
+    "backend": str,
+    "parser": str,
+    "concurrency": int,
+    "per_host": int,
+    "seeds": str,  # JSON array of the seed URLs given (empty when resuming)
+    "settings": str,  # JSON object: every crawl setting
+    "pages": int,  # rows this run wrote
+    "retries": int,  # requests made again after a timeout, connection error, 429 or 5xx
+    "errors": int,
+    "bytes": int,
+    "elapsed_s": float,
+    "pages_per_second": float,
+    "latency_p50_ms": float,  # of fetches (request start to last body byte), nearest rank
+    "latency_p95_ms": float,
+    "fetch_seconds": float,  # fetch time summed over pages: divided by elapsed_s, the mean requests in flight
+    "cpu_seconds": float,  # the crawler's processes, sampled each second; NULL for a killed run
+    "peak_rss_mb": float,  # the most memory the crawler's processes held at once (sampled)
+    "parse_seconds": float,  # main-thread time parsing pages and handling links
+    "store_seconds": float,  # main-thread time writing SQLite
+    "overrides": str,  # JSON object: the settings this run changed from the crawl's stored ones
+}
+# The crawl this database holds: one row (id 1), written when a crawl starts, replaced when a new one does.
+CRAWL_COLUMNS: dict[str, type] = {
+    "id": int,
+    "created_at": str,  # UTC, ISO 8601
+    "made_by": str,  # the command that created it: crawl or demo (demo replaces only its own databases)
+    "seeds": str,  # JSON array: every seed, those added when resuming included
+    "settings": str,  # JSON object: every setting of the crawl; a resume continues with these
+    "owner_pid": int,  # the live crawl that holds this database, NULL when none does
+    "owner_host": str,
+    "owner_started": float,  # the owner process's start time (epoch seconds), so a reused pid is not mistaken for it
+    "heartbeat_at": str,  # UTC, ISO 8601: the owner writes it every few seconds
+}
+RUNNING, FINISHED, LIMIT, INTERRUPTED = "running", "finished", "limit", "interrupted"
+FAILED, KILLED = "failed", "killed"  # stopped by an error; ended without closing its run (kill -9, power cut)
+QUEUED, DONE, CAPPED = "queued", "done", "capped"
+LINKS_TO_INDEX = "idx_links_to_url"
+
+
+def create_schema(db: sqlite_utils.Database) -> None:
+    """Create the tables and indexes that are not there yet."""
+    db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
+    # Columns added since the first release, for databases written by it.
+    pages = db.table("pages")
+    for column in ("truncated", "attempts", "run_id"):
+        if column not in pages.columns_dict:
+            pages.add_column(column, int)
+    db.table("runs").create(RUNS_COLUMNS, pk="id", if_not_exists=True)
+    if "overrides" not in db.table("runs").columns_dict:
+        db.table("runs").add_column("overrides", str)
+    db.table("crawl").create(CRAWL_COLUMNS, pk="id", if_not_exists=True)
+    pages.create_index(["run_id"], if_not_exists=True)
+    # No primary key: a page's links are distinct already. The from_url index serves replacing a page's
+    # links (its inserts land together, one place per page); the to_url index is built by create_link_index.
+    db.table("links").create(LINKS_COLUMNS, if_not_exists=True)
+    db.table("links").create_index(["from_url"], if_not_exists=True)
+    db.table("pages").create_index(["host"], if_not_exists=True)
+    db.table("frontier").create(
+        FRONTIER_COLUMNS, pk="seq", not_null={"url", "origin", "depth", "hops", "state"}, if_not_exists=True
+    )
+    db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
+    db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
+    # The window is refilled origin by origin (what can start now), in crawl order within each.
+    db.table("frontier").create_index(["origin", "state", "seq"], if_not_exists=True)
+
+
+# The columns that mark a table as ours: a file with a table of that name lacking them belongs to someone else.
+_SIGNATURES: dict[str, set[str]] = {
+    "pages": {"url", "final_url", "host", "status", "size", "depth"},
+    "links": {"from_url", "to_url"},
+    "frontier": {"seq", "url", "origin", "depth", "state"},
+    "runs": {"id", "started_at", "status", "backend"},
+    "crawl": {"id", "seeds", "settings", "owner_pid"},
+}
+
+
+class NotOurs(Exception):
+    """The path holds something other than a crawl database of ours; the message is worded for the user."""
+
+
+def check_ours(path: str | Path) -> bool:
+    """Whether `path` holds a crawl database (True), or nothing yet (False: absent or an empty file).
+    Raises `NotOurs` for anything else: a directory, a file that is not SQLite, a SQLite database of
+    someone else's. Reads only: the file is left byte-identical."""
+    path = Path(path)
+    if path.is_dir():
+        raise NotOurs(f"{path} is a directory, not a crawl database")
+    if not path.exists():
+        return False
+    if not path.is_file():
+        raise NotOurs(f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise NotOurs(f"cannot open {path}: {exc}") from None
+    try:
+        tables = {
+            name: {row[1] for row in conn.execute(f"PRAGMA table_info([{name}])")}
+            for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.DatabaseError as exc:
+        raise NotOurs(f"{path} is not a SQLite database ({exc}); choose another --db") from None
+    finally:
+        conn.close()
+    for name, columns in _SIGNATURES.items():
+        if name in tables and not columns <= tables[name]:
+            raise NotOurs(f"{path} is a SQLite database of something else (its `{name}` table is not a crawl's); "
+                          "choose another --db")  # fmt: skip
+    if not tables:
+        return False
+    if "pages" not in tables or "frontier" not in tables:
+        raise NotOurs(f"{path} is a SQLite database of something else (no crawl tables); choose another --db")
+    return True

@@ -10,7 +10,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from enum import Enum, StrEnum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TextIO
 
@@ -21,7 +21,6 @@ from crawler.bench import BenchOptions, RunResult, medians, render
 from crawler.bench import run as run_bench
 from crawler.compare import compare_text, figures
 from crawler.config import (
-    DEFAULT_BACKEND,
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
@@ -30,7 +29,6 @@ from crawler.config import (
     DEFAULT_DEPTH,
     DEFAULT_MAX_PAGES,
     DEFAULT_MAX_SIZE,
-    DEFAULT_PARSER,
     DEFAULT_PER_HOST,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -131,135 +129,69 @@ def _crawl_and_report(request: JobRequest, quiet: bool, stats_json: Path | None 
         typer.echo(f"Stopped at --max-pages {job.config.max_pages}. To go on: {again} --max-pages {more}", err=True)
 
 
-def _given(**options: Any) -> dict[str, Any]:
-    """The settings named on the command line (None: not given), enum choices as their values."""
-    return {
-        name: value.value if isinstance(value, Enum) else value for name, value in options.items() if value is not None
-    }
+def _given(ctx: typer.Context, parameter: str) -> bool:
+    """Whether the user named `parameter` (on the command line or in the environment), rather than leaving it
+    to its default: a resumed crawl keeps its stored settings but for those."""
+    source = ctx.get_parameter_source(parameter)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 @app.command()
 def crawl(
+    ctx: typer.Context,
     seeds: Annotated[
         list[str] | None,
         typer.Argument(
             metavar="SEED", help="Seed files (one URL a line, # comments) or URLs.", show_default="seeds.txt"
         ),
     ] = None,
-    backend: Annotated[
-        Backend | None,
-        typer.Option(
-            "--backend",
-            "-b",
-            help="Concurrency model: asyncio (aiohttp), thread, process or gevent (requests).",
-            show_default=DEFAULT_BACKEND,
-        ),
-    ] = None,
-    parser: Annotated[
-        ParserName | None,
-        typer.Option(
-            "--parser",
-            help="HTML parser: bs4 (beautifulsoup4) or lxml (the same, faster).",
-            show_default=DEFAULT_PARSER,
-        ),
-    ] = None,
+    backend: BackendOption = Backend.asyncio,
+    parser: ParserOption = ParserName.bs4,
     db: DbOption = Path(DEFAULT_DB),
-    concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Requests in flight at once.", show_default=str(DEFAULT_CONCURRENCY))
-    ] = None,
-    per_host: Annotated[
-        int | None,
-        typer.Option(min=1, help="Requests in flight at once to one host.", show_default=str(DEFAULT_PER_HOST)),
-    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = DEFAULT_CONCURRENCY,
+    per_host: Annotated[int, typer.Option(min=1, help="Requests in flight at once to one host.")] = DEFAULT_PER_HOST,
     delay: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help="Seconds between requests to one host (robots.txt Crawl-delay wins if longer).",
-            show_default=str(DEFAULT_DELAY),
-        ),
-    ] = None,
-    depth: Annotated[
-        int | None,
-        typer.Option(
-            min=0, help="Link hops to follow from the seeds (0: the seeds only).", show_default=str(DEFAULT_DEPTH)
-        ),
-    ] = None,
+        float, typer.Option(min=0, help="Seconds between requests to one host (robots.txt Crawl-delay wins if longer).")
+    ] = DEFAULT_DELAY,
+    depth: Annotated[int, typer.Option(min=0, help="Link hops to follow from the seeds (0: the seeds only).")] = (
+        DEFAULT_DEPTH
+    ),
     max_pages: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Stop after fetching this many pages (in all the runs of a crawl).",
-            show_default=str(DEFAULT_MAX_PAGES),
-        ),
-    ] = None,
+        int, typer.Option(min=1, help="Stop after fetching this many pages (in all the runs of a crawl).")
+    ] = DEFAULT_MAX_PAGES,
     max_pages_per_host: Annotated[
-        int | None,
-        typer.Option(min=0, help="Fetch at most this many pages from one host (0: no cap).", show_default="0"),
-    ] = None,
+        int, typer.Option(min=0, help="Fetch at most this many pages from one host (0: no cap).")
+    ] = 0,
     same_host: Annotated[
-        bool | None,
-        typer.Option(
-            "--same-host/--any-host",
-            help="Follow links only to the seeds' hosts, or anywhere.",
-            show_default="same-host",
-        ),
-    ] = None,
+        bool, typer.Option("--same-host/--any-host", help="Follow links only to the seeds' hosts, or anywhere.")
+    ] = True,
     timeout: Annotated[
-        float | None,
-        typer.Option(
-            min=0.001,
-            help="Seconds one request may take in all, connecting to last byte.",
-            show_default=str(DEFAULT_TIMEOUT),
-        ),
-    ] = None,
-    connect_timeout: Annotated[
-        float | None,
-        typer.Option(min=0.001, help="Seconds to wait for a connection.", show_default=str(DEFAULT_CONNECT_TIMEOUT)),
-    ] = None,
+        float, typer.Option(min=0.001, help="Seconds one request may take in all, connecting to last byte.")
+    ] = DEFAULT_TIMEOUT,
+    connect_timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for a connection.")] = (
+        DEFAULT_CONNECT_TIMEOUT
+    ),
     retries: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Retries after a timeout, connection error, 408, 429, 500, 502, 503 or 504.",
-            show_default=str(DEFAULT_RETRIES),
-        ),
-    ] = None,
+        int, typer.Option(min=0, help="Retries after a timeout, connection error, 408, 429, 500, 502, 503 or 504.")
+    ] = DEFAULT_RETRIES,
     backoff: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            help="Seconds before the first retry; doubles each time, with jitter.",
-            show_default=str(DEFAULT_BACKOFF),
-        ),
-    ] = None,
+        float, typer.Option(min=0, help="Seconds before the first retry; doubles each time, with jitter.")
+    ] = DEFAULT_BACKOFF,
     max_size: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Bytes of a body to keep (after decompression); the rest is cut off.",
-            show_default=str(DEFAULT_MAX_SIZE),
-        ),
-    ] = None,
+        int, typer.Option(min=1, help="Bytes of a body to keep (after decompression); the rest is cut off.")
+    ] = DEFAULT_MAX_SIZE,
     ignore_robots: Annotated[
-        bool | None,
-        typer.Option("--ignore-robots/--obey-robots", help="Do not fetch or obey robots.txt.", show_default="obey"),
-    ] = None,
+        bool, typer.Option("--ignore-robots/--obey-robots", help="Do not fetch robots.txt or obey it.")
+    ] = False,
     ignore_nofollow: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--ignore-nofollow/--obey-nofollow",
-            help="Follow rel=nofollow links and pages with meta robots nofollow.",
-            show_default="obey",
+            "--ignore-nofollow/--obey-nofollow", help="Follow rel=nofollow links and pages with meta robots nofollow."
         ),
-    ] = None,
+    ] = False,
     user_agent: Annotated[
-        str | None,
-        typer.Option(
-            help="The User-Agent header, also the name robots.txt rules are matched against.",
-            show_default=DEFAULT_USER_AGENT,
-        ),
-    ] = None,
+        str, typer.Option(help="The User-Agent header, also the name robots.txt rules are matched against.")
+    ] = DEFAULT_USER_AGENT,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the unfinished crawl in --db (seeds are then optional).")
     ] = False,
@@ -284,13 +216,15 @@ def crawl(
         typer.echo(f"Skipped seed: {problem}", err=True)
     if not urls and not resume:
         fail("no valid seed URL to crawl")
-    given = _given(
-        backend=backend, parser=parser, concurrency=concurrency, per_host=per_host, delay=delay, depth=depth,
-        max_pages=max_pages, max_pages_per_host=max_pages_per_host, same_host=same_host, timeout=timeout,
-        connect_timeout=connect_timeout, retries=retries, backoff=backoff, max_size=max_size,
-        obey_robots=None if ignore_robots is None else not ignore_robots,
-        obey_nofollow=None if ignore_nofollow is None else not ignore_nofollow, user_agent=user_agent,
-    )  # fmt: skip
+    values = {
+        "backend": backend.value, "parser": parser.value, "concurrency": concurrency, "per_host": per_host,
+        "delay": delay, "depth": depth, "max_pages": max_pages, "max_pages_per_host": max_pages_per_host,
+        "same_host": same_host, "timeout": timeout, "connect_timeout": connect_timeout, "retries": retries,
+        "backoff": backoff, "max_size": max_size, "obey_robots": not ignore_robots,
+        "obey_nofollow": not ignore_nofollow, "user_agent": user_agent,
+    }  # fmt: skip
+    options = {"obey_robots": "ignore_robots", "obey_nofollow": "ignore_nofollow"}
+    given = {name: value for name, value in values.items() if _given(ctx, options.get(name, name))}
     request = JobRequest(str(db), urls, given, resume=resume, restart=restart)
     _crawl_and_report(request, quiet, stats_json)
 

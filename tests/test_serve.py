@@ -210,7 +210,7 @@ def test_metadata_describes_tables_and_read_only_queries(tmp_path: Path) -> None
     meta = metadata(tmp_path / "my.crawl.db")
     assert meta["title"]
     database = meta["databases"]["my.crawl"]  # Datasette names a database after its file, less the extension
-    assert set(database["tables"]) == {"pages", "links", "frontier", "runs"}
+    assert set(database["tables"]) == {"pages", "links", "frontier", "runs", "crawl"}
     for table in database["tables"].values():
         assert table["description"]
         assert all(table["columns"].values())

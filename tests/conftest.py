@@ -7,6 +7,7 @@ import shlex
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -154,6 +155,32 @@ def run_line(line: str, timeout: float = 120) -> Run:
     done = subprocess.run([sys.executable, "-m", "crawler", *words[1:]], capture_output=True, text=True,
                           env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=timeout, check=False)  # fmt: skip
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def crawl_process(*args: str) -> subprocess.Popen[str]:
+    """`crawler crawl ARGS` (retries without long waits) as a subprocess, its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", "crawl", *args, *FAST_RETRIES],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(condition: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll `check` until it holds (a database being written may be locked meanwhile); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except sqlite3.Error:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+def page_count(db: Path) -> int:
+    """Rows in `pages` (0 before the database exists)."""
+    return len(rows(db, "SELECT url FROM pages")) if db.exists() else 0
 
 
 def rows(db: Path, sql: str = "SELECT * FROM pages") -> list[dict[str, Any]]:

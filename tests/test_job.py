@@ -8,8 +8,6 @@ import hashlib
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +19,18 @@ from crawler.engine import WATCHDOG_GRACE
 from crawler.frontier_local import WINDOW, LocalFrontier
 from crawler.sitegen import Resource, Site
 from storage import FrontierEntry, PageStore
-from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli, run_line
+from tests.conftest import (
+    FAST_RETRIES,
+    Serve,
+    crawl_process,
+    page_count,
+    page_html,
+    pages_by_url,
+    rows,
+    run_cli,
+    run_line,
+    wait_for,
+)
 
 
 def chain_site(pages: int, delay: float = 0.0, prefix: str = "/p") -> Site:
@@ -31,29 +40,6 @@ def chain_site(pages: int, delay: float = 0.0, prefix: str = "/p") -> Site:
         links = [f"{prefix}{index + 1}.html"] if index < pages else []
         site[f"{prefix}{index}.html"] = Resource(page_html(f"Page {index}", links, filler=200 * index), delay=delay)
     return site
-
-
-def crawl_process(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "crawler", "crawl", *args, *FAST_RETRIES],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-
-
-def wait_for(condition: str, check: object, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except sqlite3.Error:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {condition}")
-
-
-def page_count(db: Path) -> int:
-    return len(rows(db, "SELECT url FROM pages")) if db.exists() else 0
 
 
 def outcome(db: Path, origin: str) -> set[tuple[str, int | None, int | None]]:

@@ -12,7 +12,17 @@ from pathlib import Path
 
 from crawler.sitegen import Resource, Site, generate_site
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli, run_line
+from tests.conftest import (
+    FAST_RETRIES,
+    Serve,
+    page_count,
+    page_html,
+    pages_by_url,
+    rows,
+    run_cli,
+    run_line,
+    wait_for,
+)
 
 
 def slow_site(pages: int, delay: float) -> Site:
@@ -28,16 +38,8 @@ def start_crawl(server: SiteServer, backend: str, db: Path, *extra: str) -> subp
     )  # fmt: skip
 
 
-def wait_for_pages(db: Path, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if len(rows(db, "SELECT url FROM pages")) >= count:
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"the crawl did not reach {count} pages in {timeout} s")
+def wait_for_pages(db: Path, count: int) -> None:
+    wait_for(f"{count} pages", lambda: page_count(db) >= count)
 
 
 def frontier_states(db: Path) -> dict[str, int]:

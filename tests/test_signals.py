@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from crawler.sitegen import Resource
-from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_line
-from tests.test_job import chain_site, page_count, wait_for
+from tests.conftest import FAST_RETRIES, Serve, page_count, page_html, pages_by_url, rows, run_line, wait_for
+from tests.test_job import chain_site
 
 
 def test_sigterm_stops_a_crawl_as_ctrl_c_does(serve: Serve, backend: str, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from yarl import URL
 from crawler.config import CrawlConfig
 from crawler.frontier import Found, Frontier, Outcome, Refusal, Request
 from crawler.robots import RobotRules, robots_url
-from crawler.scheduler import Origin, Scheduler
+from crawler.scheduler import Scheduler
 from crawler.urls import host, origin
 from storage import FrontierEntry, PageStore
 
@@ -211,7 +211,3 @@ class LocalFrontier(Frontier):
     def flush(self) -> None:
         """Write everything completed so far."""
         self._newly_found(self._store.flush())
-
-    def origin_state(self, key: str) -> Origin:
-        """The in-memory state of an origin (for tests and the progress display)."""
-        return self._scheduler.origin(key)

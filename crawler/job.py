@@ -66,6 +66,14 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _refuse_fixed_changes(stored: dict[str, Any], given: dict[str, Any]) -> None:
+    """`JobError` if `given` changes a setting an unfinished crawl cannot change (its depth, its scope)."""
+    for name in FIXED_SETTINGS:
+        if name in given and name in stored and given[name] != stored[name]:
+            raise JobError(f"{_flag(name)} cannot change in an unfinished crawl (it is {stored[name]}); "
+                           "leave it out to continue, or add --restart to start anew")  # fmt: skip
+
+
 def _plan(store: PageStore, request: JobRequest) -> Job:
     """A new crawl, or the unfinished one continued with its stored settings and the given overrides."""
     record = store.crawl_record()
@@ -77,19 +85,17 @@ def _plan(store: PageStore, request: JobRequest) -> Job:
         and cap is not None
         and cap != record.settings.get("max_pages_per_host")
     ):
+        _refuse_fixed_changes(record.settings, request.given)  # before anything changes
         store.uncap()  # a raised cap: what the old one skipped is crawlable again
     if request.restart:
         store.reset_frontier()
     elif store.queued:
         stored = record.settings if record else (store.legacy_settings() or {})
         base = replace(CrawlConfig(), **{k: v for k, v in stored.items() if k in CrawlConfig().settings()})
+        _refuse_fixed_changes(base.settings(), request.given)
         overrides = {
             name: (getattr(base, name), value) for name, value in request.given.items() if getattr(base, name) != value
         }
-        for name in FIXED_SETTINGS:
-            if name in overrides:
-                raise JobError(f"{_flag(name)} cannot change in an unfinished crawl (it is {overrides[name][0]}); "
-                               "leave it out to continue, or add --restart to start anew")  # fmt: skip
         config = replace(base, db_path=request.db_path, **{name: now for name, (_, now) in overrides.items()})
         known = record.seeds if record else []
         new_seeds = [url for url in request.seeds if url not in known]

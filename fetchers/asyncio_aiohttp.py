@@ -9,6 +9,7 @@ import threading
 import time
 
 import aiohttp
+from yarl import URL
 
 from fetchers.base import (
     STOP_TIMEOUT,
@@ -22,6 +23,7 @@ from fetchers.base import (
     environment_matters,
     error_result,
     os_error_kind,
+    split_target,
 )
 
 
@@ -35,6 +37,17 @@ def _error_kind(exc: BaseException) -> ErrorKind:
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ErrorKind.DECODING if "encoding" in str(exc).lower() else ErrorKind.INCOMPLETE
     return os_error_kind(exc)
+
+
+def _as_given(url: str) -> URL:
+    """`url` for aiohttp to send as it is written: the engine's URLs are already what a browser sends (the WHATWG
+    serialisation), and yarl would re-encode them and drop an empty query (`/page?`). A malformed URL raises
+    `ValueError`, as yarl does."""
+    parsed = URL(url)  # validates the host and port
+    authority, target = split_target(url)
+    if authority is None or target is None:
+        return parsed  # no path: aiohttp sends `/`, as a browser does
+    return URL.build(scheme=parsed.scheme, authority=authority, path=target, encoded=True)
 
 
 class AsyncioFetcher(Fetcher):
@@ -66,7 +79,7 @@ class AsyncioFetcher(Fetcher):
         start = time.perf_counter()
         status = None
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
+            async with self._session.get(_as_given(url), allow_redirects=False) as response:
                 status = response.status
                 reader = BodyReader(self.settings, start)
                 async for chunk in response.content.iter_any():  # decompressed, bounded per chunk

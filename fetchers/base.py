@@ -89,6 +89,16 @@ def error_result(
     return FetchResult(url=url, status=status, elapsed_ms=elapsed_ms, error_kind=kind, error_message=message)
 
 
+def split_target(url: str) -> tuple[str | None, str | None]:
+    """(authority, request target) of an absolute URL as it is written, byte for byte and without fragment:
+    `http://u@h:8080/a%41?q` -> (`u@h:8080`, `/a%41?q`); (None, None) when it has no `scheme://authority/`."""
+    start = url.find("://")
+    slash = url.find("/", start + 3) if start >= 0 else -1
+    if slash < 0:
+        return None, None
+    return url[start + 3 : slash], url[slash:].partition("#")[0]
+
+
 class BodyReader:
     """Collects body chunks up to `max_size` bytes before a deadline; shared by every backend's read loop."""
 

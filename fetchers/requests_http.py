@@ -4,12 +4,17 @@ values; shared by the process, thread and gevent backends, which differ only in 
 requests' timeouts bound the connection and each socket read, not the response: a server trickling its headers
 or body holds a request for as long as it likes. So the session's connections put their socket under the
 current request's deadline when they wait for its response (a new connection or a reused keep-alive one alike),
-and the reaper thread shuts the socket down when the deadline passes (`fetchers.reaper`)."""
+and the reaper thread shuts the socket down when the deadline passes (`fetchers.reaper`).
+
+requests and urllib3 also re-encode the URL they are given (they unescape `%41`, escape `|`, upper-case escapes), so
+a server would not receive what a browser sends. The URL the engine gives is already what a browser sends (the
+WHATWG serialisation), so the connections put its path and query on the request line byte for byte."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -27,14 +32,22 @@ from fetchers.base import (
     environment_matters,
     error_result,
     os_error_kind,
+    split_target,
 )
 from fetchers.reaper import REAPER, Watch, WatchGroup
 
 CHUNK_SIZE = 64 * 1024
 READ_BACKSTOP = 1.0  # seconds the socket read timeout adds to the deadline, so that the reaper always ends first
 
-# The deadline of the request this thread (a greenlet, under gevent) is making, for its connection to find.
+# The deadline and request target of the request this thread (a greenlet, under gevent) is making, for its
+# connection to find.
 _current = threading.local()
+
+
+def _exact(target: str) -> str:
+    # urllib3 hands over its re-encoded origin-form target; a proxy's absolute-form one is left to it.
+    exact: str | None = getattr(_current, "target", None)
+    return exact if exact is not None and target.startswith("/") else target
 
 
 def _watch(sock: Any) -> None:
@@ -44,12 +57,18 @@ def _watch(sock: Any) -> None:
 
 
 class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        super().putrequest(method, _exact(url), *args, **kwargs)
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
         _watch(self.sock)
         return super().getresponse()
 
 
 class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def putrequest(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        super().putrequest(method, _exact(url), *args, **kwargs)
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
         _watch(self.sock)  # an SSLSocket, its handshake done
         return super().getresponse()
@@ -92,10 +111,20 @@ class DeadlineAdapter(requests.adapters.HTTPAdapter):
         return manager
 
 
+class _EngineRedirects(requests.Session):
+    """A session that leaves redirects to the engine entirely. Even told not to follow one, requests prepares
+    the next request for `Response.next`: it reads the whole 3xx body (past the size cap) and parses the
+    `Location`, so a malformed one made a redirect a connection error on these backends alone."""
+
+    def resolve_redirects(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Nothing: the engine resolves a redirect's target as a browser does and puts it in the frontier."""
+        return iter(())
+
+
 def new_session(settings: FetchSettings) -> requests.Session:
     """A session for one worker: keep-alive connections under a total deadline, our User-Agent, and proxies
-    from the environment if it sets any."""
-    session = requests.Session()
+    from the environment if it sets any. Redirects are returned, never followed."""
+    session = _EngineRedirects()
     session.headers["User-Agent"] = settings.user_agent
     session.trust_env = environment_matters()
     for prefix in ("http://", "https://"):
@@ -144,6 +173,7 @@ def fetch(session: requests.Session, url: str, settings: FetchSettings, group: W
     caller end the request early (`REAPER.expire_group`)."""
     start = time.perf_counter()
     watch = _current.watch = REAPER.watch(settings.timeout, group)
+    _current.target = split_target(url)[1]
     result = None
     try:
         result = _get(session, url, settings, start, watch)
@@ -152,7 +182,7 @@ def fetch(session: requests.Session, url: str, settings: FetchSettings, group: W
             raise
         # else: whatever a socket shut down under it made the HTTP library raise, the deadline is the cause
     finally:
-        _current.watch = None
+        _current.watch = _current.target = None
         expired = REAPER.release(watch)
     if result is None or expired:
         status = result.status if result is not None else None

@@ -18,13 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from yarl import URL
-
 from crawler.config import CrawlConfig
 from crawler.frontier import Found, Frontier, Outcome, Request, page_row
 from crawler.retries import http_error, retry_for
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
-from crawler.urls import canonical
+from crawler.urls import canonical, resolve
 from fetchers import ErrorKind, Fetcher, FetchResult
 from parsers import Page, Parser, is_html
 
@@ -125,10 +123,10 @@ class Engine:
 
     def _redirected(self, request: Request, result: FetchResult) -> None:
         chain = (*request.via, request.url)
-        try:
-            target = canonical(str(URL(request.url).join(URL(result.location or ""))))
-        except ValueError as exc:
-            self._record(request, result, REDIRECTS, f"unusable redirect target {result.location!r}: {exc}")
+        target = resolve(result.location or "", request.url)
+        if target is None:
+            reason = f"unusable redirect target {result.location!r}: not an http(s) URL a browser would follow"
+            self._record(request, result, REDIRECTS, reason)
             return
         if target in chain:
             self._record(request, result, REDIRECTS, "redirect loop: " + " -> ".join((*chain, target)), target)
@@ -138,22 +136,26 @@ class Engine:
             self._record(request, result, final_url=target, found=[Found(target, request.depth, request.hops + 1,
                                                                          chain)])  # fmt: skip
 
-    def _links(self, page: Page | None, depth: int) -> tuple[list[str], list[Found]]:
-        """(every link, the links to follow), canonical, without repeats or over-long URLs."""
+    def _links(self, page: Page | None, depth: int) -> tuple[list[str], list[Found], int]:
+        """(every link, the links to follow), canonical, without repeats; and how many hrefs were unusable
+        (rejected by the URL standard, or longer than --max-url-length)."""
         if page is None:
-            return [], []
+            return [], [], 0
         links: dict[str, bool] = {}
+        unusable = page.unusable
         nofollow = page.nofollow if self.config.obey_nofollow else frozenset()
         follow_none = page.meta_nofollow and self.config.obey_nofollow
         for link in page.links:
-            if len(link) > self.config.max_url_length:
-                continue
             try:
                 url = canonical(link)
-            except ValueError:
+            except ValueError:  # a parser's link is already absolute http(s): only another parser's could fail
+                unusable += 1
+                continue
+            if len(url) > self.config.max_url_length:
+                unusable += 1
                 continue
             links[url] = links.get(url, False) or (not follow_none and link not in nofollow)
-        return list(links), [Found(url, depth + 1) for url, follow in links.items() if follow]
+        return list(links), [Found(url, depth + 1) for url, follow in links.items() if follow], unusable
 
     def _record(self, request: Request, result: FetchResult, error_kind: str | None = None,
                 error_message: str | None = None, final_url: str | None = None,
@@ -163,12 +165,13 @@ class Engine:
         page: Page | None = None
         links: list[str] = []
         follow: list[Found] = []
+        unusable = 0
         if ok and is_html(result.content_type):
             try:
                 page = self._parser.parse(result.body, request.url, result.content_type)
-                links, follow = self._links(page, request.depth)
+                links, follow, unusable = self._links(page, request.depth)
             except Exception as exc:  # a page the parser chokes on is a row, not the end of the crawl
-                page, links, follow = None, [], []
+                page, links, follow, unusable = None, [], [], 0
                 error_kind, error_message = PARSE, f"the page could not be parsed: {type(exc).__name__}: {exc}"
         self.summary.parse_seconds += time.perf_counter() - start
         if error_kind is None:
@@ -179,7 +182,8 @@ class Engine:
                        status=result.status, content_type=result.content_type,
                        size=len(result.body) if result.status is not None else None,
                        truncated=int(result.truncated), title=page.title if page else None, link_count=len(links),
-                       attempts=request.attempt, elapsed_ms=round(result.elapsed_ms, 3))  # fmt: skip
+                       unusable_links=unusable, attempts=request.attempt,
+                       elapsed_ms=round(result.elapsed_ms, 3))  # fmt: skip
         self.summary.bytes += len(result.body)
         # Also while stopping: the resumed crawl needs these links.
         self._complete(Outcome(request, row, links, (found or []) + follow))

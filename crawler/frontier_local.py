@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import time
 
-from yarl import URL
-
 from crawler.config import CrawlConfig
 from crawler.frontier import Found, Frontier, Outcome, Refusal, Request
 from crawler.robots import RobotRules, robots_url
 from crawler.scheduler import Scheduler
-from crawler.urls import host, origin
+from crawler.urls import host, origin, resolve
 from storage import FrontierEntry, PageStore
 
 WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)
@@ -39,7 +37,7 @@ class LocalFrontier(Frontier):
         self._store = store
         self._scheduler = Scheduler(config.per_host, config.delay, config.max_pages_per_host)
         # A database written before crawls were recorded knows its seeds by their depth, 0.
-        self._seed_hosts = {host(url) for url in seeds} | {URL(key).host or "" for key in store.seed_origins()}
+        self._seed_hosts = {host(url) for url in seeds} | {host(key) for key in store.seed_origins()}
         self._low = max(1, ORIGIN_WINDOW // 4)
         self._min_load = max(8, 2 * config.per_host)
         self._hungry: set[str] = set()  # origins whose queue is low while storage holds more of theirs
@@ -178,8 +176,8 @@ class LocalFrontier(Frontier):
                         location: str | None, now: float) -> None:  # fmt: skip
         """Follow a redirect of robots.txt (up to five), else apply its rules and release the origin's pages."""
         state = self._scheduler.origin(request.origin)
-        if status in (301, 302, 303, 307, 308) and location and request.hops < ROBOTS_MAX_REDIRECTS:
-            target = str(URL(request.url).join(URL(location)))
+        target = resolve(location, request.url) if location else None
+        if status in (301, 302, 303, 307, 308) and target and request.hops < ROBOTS_MAX_REDIRECTS:
             self._scheduler.push(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
             return
         state.learn_robots(

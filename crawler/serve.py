@@ -69,6 +69,7 @@ PAGES_DESCRIPTIONS: dict[str, str] = {
     "title": "The <title>, whitespace collapsed; NULL if none or not HTML",
     "depth": "Link hops from the seed (seeds are 0; a redirect target keeps its redirect's depth)",
     "link_count": "Distinct outgoing http(s) links on the page",
+    "unusable_links": "Hrefs on the page that no browser could follow either (malformed URLs) or over --max-url-length",
     "attempts": "Requests made for it, retries included (0: not fetched, see error_kind)",
     "fetched_at": "When the fetch finished, UTC, ISO 8601",
     "elapsed_ms": "From sending the (last) request to the last byte of the body, in milliseconds",

@@ -1,39 +1,64 @@
-"""URL canonicalisation and scope: one spelling per page, so each is fetched once."""
+"""URLs as browsers read them, and the one spelling the crawler keys each page by.
+
+Every URL the crawler meets (a seed, a link, a `<base href>`, a redirect's `Location`) is parsed by the WHATWG URL
+Standard's algorithm, through ada-url (the C++ parser Node.js uses), so the crawler requests what a browser would
+request when a user clicks the same link. The canonical form is the WHATWG serialisation without its fragment,
+which is never sent: exactly what a server receives, so that two URLs share a form only when a browser would send
+the same request for both. The rules and the reasons: `docs/urls.md`.
+"""
 
 from __future__ import annotations
 
 import functools
 
-from yarl import URL
+import ada_url
 
 SCHEMES = frozenset({"http", "https"})
+_PREFIXES = ("http://", "https://")
 # The same links recur on page after page (navigation, cross-links): most calls are repeats. Bounded, so
 # memory does not grow with the crawl.
 CANONICAL_CACHE_SIZE = 65_536
 
 
+def _trimmed(href: str) -> str:
+    """A WHATWG serialisation without its fragment."""
+    return href.partition("#")[0]  # in a serialised URL the first `#` starts the fragment: others are escaped
+
+
+def resolve(href: str, base: str) -> str | None:
+    """`href` resolved against `base` as a browser resolves a link, canonical; None when the result is not an
+    http(s) URL or the standard rejects it. Never raises for any string."""
+    try:
+        url = ada_url.join_url(base, href)
+    except ValueError:  # the standard's "failure"; a string that is not valid Unicode (lone surrogate) too
+        return None
+    return _trimmed(url) if url.startswith(_PREFIXES) else None
+
+
 @functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)
 def canonical(url: str) -> str:
-    """The canonical spelling of an absolute http(s) URL: scheme and host lower-cased, default port and
-    fragment dropped, dot segments resolved, percent-encoding normalised, empty path as `/`.
+    """The canonical spelling of an absolute http(s) URL: its WHATWG serialisation (scheme and host lower-cased,
+    IDNA and IPv4 forms of the host normalised, default port dropped, dot segments resolved, characters a
+    browser escapes escaped, nothing unescaped), without its fragment.
 
-    Raises `ValueError` for anything that is not a well-formed absolute http(s) URL.
+    Raises `ValueError` for anything that is not a valid absolute http(s) URL.
     """
-    parsed = URL(url.strip()).with_fragment(None)  # yarl itself normalises case, port, dots and escapes
-    if parsed.scheme not in SCHEMES:
+    try:
+        parsed = ada_url.normalize_url(url)
+    except ValueError:
+        raise ValueError(f"not a valid URL: {url!r}") from None
+    if not parsed.startswith(_PREFIXES):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    if not parsed.host:
-        raise ValueError(f"no host in URL: {url!r}")
-    if parsed.raw_path == "/" and not parsed.raw_query_string:
-        parsed = parsed.with_path("/")  # yarl keeps "http://h" without its slash; one spelling only
-    return str(parsed)
+    return _trimmed(parsed)  # an http(s) URL always has a host and a path, or the standard rejects it
 
 
+@functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)
 def host(url: str) -> str:
-    """The host of a canonical URL (without port)."""
-    return URL(url).host or ""
+    """The host of a canonical URL, without port, as the standard serialises it (IPv6 in brackets)."""
+    return str(ada_url.URL(url).hostname)
 
 
+@functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)
 def origin(url: str) -> str:
     """scheme://host[:port] of a canonical URL: the unit of politeness and of robots.txt."""
-    return str(URL(url).origin())
+    return str(ada_url.URL(url).origin)

@@ -3,12 +3,26 @@ extracts exactly what the bs4 parser does at a fraction of the cost (no Python t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from bs4.dammit import EncodingDetector
 from lxml import etree
 
 from parsers.base import Page, build_page, declared_encoding
 
 _WANTED = ("title", "base", "meta", "a", "area")
+
+
+def _parser_for(encodings: Iterable[str]) -> tuple[etree.HTMLParser, str | None]:
+    """A libxml2 HTML parser for the first candidate encoding it knows, and that encoding. A server may name
+    any codec Python has (`charset=idna`, `<meta charset=base64>`): bs4 passes over those it cannot decode
+    with, and so does this."""
+    for encoding in encodings:
+        try:
+            return etree.HTMLParser(encoding=encoding, recover=True, no_network=True), encoding
+        except LookupError:
+            continue
+    return etree.HTMLParser(recover=True, no_network=True), None
 
 
 class LxmlParser:
@@ -21,8 +35,7 @@ class LxmlParser:
         declared = declared_encoding(body, content_type)
         # The encoding bs4 would try first: the header's, a byte-order mark, <meta charset>, then detection.
         detector = EncodingDetector(body, known_definite_encodings=[declared] if declared else [], is_html=True)
-        encoding = next(iter(detector.encodings), None)
-        parser = etree.HTMLParser(encoding=encoding, recover=True, no_network=True)
+        parser, encoding = _parser_for(detector.encodings)
         try:
             root = etree.fromstring(detector.markup, parser)
         except (etree.XMLSyntaxError, ValueError, LookupError):
@@ -47,4 +60,4 @@ class LxmlParser:
                     base_href = element.get("href")
             elif (element.get("name") or "").strip().lower() == "robots":
                 robots.append(element.get("content") or "")
-        return build_page(url, title=title, base_href=base_href, robots=robots, anchors=anchors)
+        return build_page(url, title=title, base_href=base_href, robots=robots, anchors=anchors, encoding=encoding)

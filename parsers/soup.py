@@ -32,4 +32,5 @@ class SoupParser:
                 if str(meta["name"]).strip().lower() == "robots"
             ],
             anchors=[(str(anchor["href"]), anchor.get("rel")) for anchor in soup.find_all(["a", "area"], href=True)],
+            encoding=soup.original_encoding,
         )

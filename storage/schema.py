@@ -20,6 +20,7 @@ PAGES_COLUMNS: dict[str, type] = {
     "title": str,
     "depth": int,  # link hops from the seed it was reached from (seeds are 0)
     "link_count": int,  # distinct outgoing http(s) links found on the page
+    "unusable_links": int,  # hrefs on the page a browser could not follow either (malformed URLs), or over-long
     "attempts": int,  # fetches made, retries included
     "fetched_at": str,  # UTC, ISO 8601
     "elapsed_ms": float,  # request start to last body byte, of the last attempt
@@ -87,7 +88,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
     db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
     # Columns added since the first release, for databases written by it.
     pages = db.table("pages")
-    for column in ("truncated", "attempts", "run_id"):
+    for column in ("truncated", "attempts", "run_id", "unusable_links"):
         if column not in pages.columns_dict:
             pages.add_column(column, int)
     db.table("runs").create(RUNS_COLUMNS, pk="id", if_not_exists=True)

@@ -1,38 +1,51 @@
-"""`crawler bench`: the same crawl of a generated local site on every backend, measured and checked.
+"""`crawler bench`: the same crawl of a generated local site on every backend, and on peer crawlers, measured
+and checked.
 
 The site is served from a process of its own (so the server does not share the crawler's interpreter);
-each crawl runs as a `crawler crawl` subprocess (so gevent's patching stays in its own process, and the
-memory of the `process` backend's workers is counted). CPU seconds come from the crawl's rusage, which
-includes the worker processes it joined; peak RSS is the largest sum of RSS over the crawl's process tree,
-sampled every 50 ms; the parse/store split is the engine's own accounting of its main thread.
+each crawl runs as a subprocess in a session of its own (so gevent's patching stays in its own process, and
+the whole tree can be timed out and killed). CPU seconds are the kernel's rusage of every process the crawl
+started: this process becomes a child subreaper, so the processes the crawl leaves unwaited (the `process`
+backend's forkserver, which waited for its workers) are re-parented here and waited for. Peak RSS is the
+largest sum of RSS over the crawl's process tree, sampled every 50 ms; the parse/store split is the engine's
+own accounting of its main thread. After each crawl the server says how often it served each URL: a page
+served twice is a problem, like a missing one or a wrong size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from crawler.meter import cpu_seconds, tree_rss
+from crawler.peers import EXIT_SCRAPY_MISSING
 from crawler.report import table
 from crawler.siteserver import ServerProcess, SiteOptions, serve_in_subprocess
 from storage import open_readonly
 
 SAMPLE_SECONDS = 0.05
+PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+ORPHAN_GRACE = 5.0  # seconds the crawl's leftover processes get to exit by themselves before they are killed
 
 
 @dataclass(frozen=True, slots=True)
 class BenchOptions:
-    """What to measure: the site, the backends, the crawl settings, how many rounds."""
+    """What to measure: the site, the backends and peers, the crawl settings, how many rounds, and how long a
+    crawl may take before it is killed."""
 
     site: SiteOptions
     backends: list[str]
@@ -40,26 +53,33 @@ class BenchOptions:
     rounds: int = 3
     concurrency: int = 64
     per_host: int = 64
+    peers: list[str] = field(default_factory=list)
+    crawl_timeout: float = 600.0
 
 
 @dataclass(slots=True)
 class RunResult:
-    """One crawl by one backend."""
+    """One crawl by one backend, or by a peer (`backend` names it; it has no parse/store accounting)."""
 
     backend: str
     pages: int
-    seconds: float  # the crawl itself, as the engine timed it
-    cpu_seconds: float  # the crawl's process and its workers, start-up included
+    seconds: float  # the crawl itself, as the crawler timed it
+    cpu_seconds: float  # every process the crawl started, start-up included
     peak_rss_mb: float
-    parse_seconds: float
-    store_seconds: float
+    parse_seconds: float | None
+    store_seconds: float | None
     server_cpu_seconds: float
+    orphan_cpu_seconds: float = 0.0  # part of cpu_seconds: processes the crawl left unwaited (and their children)
     problems: list[str] = field(default_factory=list)
 
     @property
     def pages_per_second(self) -> float:
         """Throughput."""
         return self.pages / self.seconds if self.seconds else 0.0
+
+
+class PeerMissing(Exception):
+    """A peer crawler that is not installed: the message says how to install it."""
 
 
 def expected_pages(options: SiteOptions, origins: list[str]) -> dict[str, int]:
@@ -72,75 +92,195 @@ def expected_pages(options: SiteOptions, origins: list[str]) -> dict[str, int]:
     }
 
 
-def check(db: Path, expected: dict[str, int]) -> list[str]:
-    """What is wrong with a crawl's database compared with the site: missing pages, wrong sizes."""
+def check(db: Path, expected: dict[str, int], served: Counter[str] | None = None) -> list[str]:
+    """What is wrong with a crawl's database compared with the site: missing pages, wrong sizes, and pages the
+    server had to serve more than once (`served`: URL -> times served during the crawl)."""
     with open_readonly(db) as database:
         found = {url: size for url, size in database.execute("SELECT url, size FROM pages WHERE status = 200")}
     problems = [f"missing {url}" for url in expected if url not in found]
     problems += [
         f"size of {url}: {found[url]} != {size}" for url, size in expected.items() if found.get(url, size) != size
     ]
+    if served is not None:
+        problems += [f"served {served[url]} times: {url}" for url in expected if served[url] > 1]
     return problems
 
 
-def run_one(
-    backend: str, options: BenchOptions, server: ServerProcess, workdir: Path, expected: dict[str, int]
-) -> RunResult:
-    """Crawl the served site once with `backend`; measure and check it."""
-    db = workdir / f"{backend}.db"
-    stats_path = workdir / f"{backend}.json"
-    for stale in (db, stats_path):
-        stale.unlink(missing_ok=True)
-    command = [
-        sys.executable, "-m", "crawler", "crawl", *[f"{origin}/" for origin in server.origins],
-        "--backend", backend, "--parser", options.parser, "--db", str(db),
-        "--depth", "1000000", "--max-pages", str(10 * len(expected) + 1000),
-        "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
-        "--backoff", "0.05", "--quiet", "--stats-json", str(stats_path),
-    ]  # fmt: skip
-    server_cpu = cpu_seconds(psutil.Process(server.pid))
+@contextlib.contextmanager
+def _subreaper() -> Iterator[None]:
+    """While the block runs, the processes a crawl leaves behind are re-parented to this one when their parent
+    dies, so that they can be waited for (their CPU counted, nothing left running). Linux only; elsewhere
+    they go uncounted."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    if prctl is not None:
+        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if prctl is not None:
+            prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+@dataclass(slots=True)
+class _Tree:
+    """What was measured of one crawl's process tree."""
+
+    returncode: int
+    timed_out: bool
+    cpu_seconds: float
+    orphan_cpu_seconds: float
+    peak_rss: int
+    errors: str
+
+
+def _cpu(usage: object) -> float:
+    return float(getattr(usage, "ru_utime", 0.0)) + float(getattr(usage, "ru_stime", 0.0))
+
+
+def _reap_orphans(seen: dict[int, float], group: int) -> float:
+    """Wait for the processes of the crawl's tree that were re-parented here; kill what is still running after
+    ORPHAN_GRACE. Returns their CPU seconds (their own waited children's included)."""
+    me = os.getpid()
+    cpu = 0.0
+    deadline = time.monotonic() + ORPHAN_GRACE
+    while True:
+        alive = []
+        for pid, created in seen.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() != created:
+                    continue
+                alive.append(pid)
+                if process.ppid() != me:
+                    continue
+            except psutil.NoSuchProcess:
+                continue
+            reaped, _, usage = os.wait4(pid, os.WNOHANG)
+            if reaped:
+                cpu += _cpu(usage)
+        if not alive:
+            return cpu
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                os.killpg(group, signal.SIGKILL)
+        time.sleep(SAMPLE_SECONDS / 5)
+
+
+def _measure(command: list[str], timeout: float) -> _Tree:
+    """Run `command` in a session of its own and measure its whole process tree; kill the tree if it runs
+    past `timeout` seconds, or if this process is interrupted."""
     with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
+        group = process.pid
         peak = 0
+        seen: dict[int, float] = {}  # pid -> create time of every descendant sampled
         done = threading.Event()
+        timed_out = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.is_set():
                 peak = max(peak, tree_rss(process.pid))
+                with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                    for child in psutil.Process(process.pid).children(recursive=True):
+                        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                            seen.setdefault(child.pid, child.create_time())
                 done.wait(SAMPLE_SECONDS)
+
+        def expire() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                os.killpg(group, signal.SIGKILL)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM of the bench: the crawl ends with it
+            expire()
+            os.wait4(process.pid, 0)
+            raise
+        finally:
+            timer.cancel()
+            done.set()
+            sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
-        done.set()
-        sampler.join()
-        if process.returncode != 0:
-            errors.seek(0)
-            raise RuntimeError(f"the {backend} crawl failed: {errors.read().decode(errors='replace')[-2000:]}")
+        orphan_cpu = _reap_orphans(seen, group)
+        errors.seek(0)
+        return _Tree(process.returncode, timed_out.is_set(), _cpu(usage) + orphan_cpu, orphan_cpu, peak,
+                     errors.read().decode(errors="replace")[-2000:])  # fmt: skip
+
+
+def _crawl_command(backend: str, options: BenchOptions, origins: list[str], db: Path, stats: Path,
+                   expected: int) -> list[str]:  # fmt: skip
+    if backend in options.peers:
+        return [sys.executable, "-m", "crawler.peers", backend, "--db", str(db), "--stats-json", str(stats),
+                "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
+                *[f"{origin}/" for origin in origins]]  # fmt: skip
+    return [
+        sys.executable, "-m", "crawler", "crawl", *[f"{origin}/" for origin in origins],
+        "--backend", backend, "--parser", options.parser, "--db", str(db),
+        "--depth", "1000000", "--max-pages", str(10 * expected + 1000),
+        "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
+        "--backoff", "0.05", "--quiet", "--stats-json", str(stats),
+    ]  # fmt: skip
+
+
+def run_one(
+    backend: str, options: BenchOptions, server: ServerProcess, workdir: Path, expected: dict[str, int]
+) -> RunResult:
+    """Crawl the served site once with `backend` (or a peer); measure and check it. Raises `PeerMissing` for
+    a peer that is not installed, `RuntimeError` for a crawl that failed."""
+    db = workdir / f"{backend}.db"
+    stats_path = workdir / f"{backend}.json"
+    for stale in (db, stats_path):
+        stale.unlink(missing_ok=True)
+    command = _crawl_command(backend, options, server.origins, db, stats_path, len(expected))
+    server_cpu = cpu_seconds(psutil.Process(server.pid))
+    server.served()  # start counting afresh
+    tree = _measure(command, options.crawl_timeout)
+    served = server.served()
+    if backend in options.peers and tree.returncode == EXIT_SCRAPY_MISSING:
+        raise PeerMissing(tree.errors.strip().splitlines()[-1])
+    if tree.timed_out:
+        raise RuntimeError(f"the {backend} crawl did not finish within {options.crawl_timeout:g} s: killed")
+    if tree.returncode != 0:
+        raise RuntimeError(f"the {backend} crawl failed (exit code {tree.returncode}): {tree.errors}")
     summary = json.loads(stats_path.read_text())
     return RunResult(
         backend=backend,
         pages=summary["pages"],
         seconds=summary["elapsed"],
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=peak / 2**20,
-        parse_seconds=summary["parse_seconds"],
-        store_seconds=summary["store_seconds"],
+        cpu_seconds=tree.cpu_seconds,
+        peak_rss_mb=tree.peak_rss / 2**20,
+        parse_seconds=summary.get("parse_seconds"),
+        store_seconds=summary.get("store_seconds"),
         server_cpu_seconds=cpu_seconds(psutil.Process(server.pid)) - server_cpu,
-        problems=check(db, expected),
+        orphan_cpu_seconds=tree.orphan_cpu_seconds,
+        problems=check(db, expected, served),
     )
 
 
-def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
-    """Every round crawls the site once with each backend in turn; returns every run."""
+def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = None,
+        on_skip: Callable[[str], None] | None = None) -> list[RunResult]:  # fmt: skip
+    """Every round crawls the site once with each backend and each peer in turn; returns every run. A peer
+    that is not installed is skipped (`on_skip` gets the reason)."""
     results: list[RunResult] = []
-    with serve_in_subprocess(options.site) as server, tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
+    crawlers = [*options.backends, *options.peers]
+    with _subreaper(), serve_in_subprocess(options.site) as server, \
+            tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:  # fmt: skip
         expected = expected_pages(options.site, server.origins)
         for _ in range(options.rounds):
-            for backend in options.backends:
-                result = run_one(backend, options, server, Path(tmp), expected)
+            for crawler in list(crawlers):
+                try:
+                    result = run_one(crawler, options, server, Path(tmp), expected)
+                except PeerMissing as missing:
+                    crawlers.remove(crawler)
+                    if on_skip is not None:
+                        on_skip(f"{crawler} skipped: {missing}")
+                    continue
                 results.append(result)
                 if on_result is not None:
                     on_result(result)
@@ -149,7 +289,7 @@ def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = N
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """The median of one backend's rounds."""
+    """The median of one backend's (or peer's) rounds."""
 
     backend: str
     pages: int
@@ -157,20 +297,28 @@ class Row:
     cpu_seconds: float
     cpu_ms_per_page: float
     peak_rss_mb: float
-    parse_share: float
-    store_share: float
+    parse_share: float | None  # None for a peer
+    store_share: float | None
     server_cpu_share: float
     ratio_to_best: float
+    ratio_to_scrapy: float | None  # pages/s against Scrapy's in the same run, when it was measured
     correct: bool
 
 
+def _share(runs: list[RunResult], part: Callable[[RunResult], float | None]) -> float | None:
+    shares = [value / run.seconds for run in runs if (value := part(run)) is not None and run.seconds]
+    return statistics.median(shares) if shares else None
+
+
 def medians(results: list[RunResult]) -> list[Row]:
-    """One row per backend, the median of its rounds; `ratio_to_best` compares pages/s."""
+    """One row per backend and peer, the median of its rounds; `ratio_to_best` and `ratio_to_scrapy` compare
+    pages/s."""
     by_backend: dict[str, list[RunResult]] = {}
     for result in results:
         by_backend.setdefault(result.backend, []).append(result)
     rates = {backend: statistics.median(run.pages_per_second for run in runs) for backend, runs in by_backend.items()}
     best = max(rates.values(), default=0.0)
+    scrapy = rates.get("scrapy")
     return [
         Row(
             backend=backend,
@@ -179,26 +327,34 @@ def medians(results: list[RunResult]) -> list[Row]:
             cpu_seconds=statistics.median(run.cpu_seconds for run in runs),
             cpu_ms_per_page=statistics.median(1000 * run.cpu_seconds / max(run.pages, 1) for run in runs),
             peak_rss_mb=statistics.median(run.peak_rss_mb for run in runs),
-            parse_share=statistics.median(run.parse_seconds / run.seconds for run in runs),
-            store_share=statistics.median(run.store_seconds / run.seconds for run in runs),
+            parse_share=_share(runs, lambda run: run.parse_seconds),
+            store_share=_share(runs, lambda run: run.store_seconds),
             server_cpu_share=statistics.median(run.server_cpu_seconds / run.seconds for run in runs),
             ratio_to_best=rates[backend] / best if best else 0.0,
+            ratio_to_scrapy=rates[backend] / scrapy if scrapy else None,
             correct=all(not run.problems for run in runs),
         )
         for backend, runs in by_backend.items()
     ]
 
 
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
 def render(rows: list[Row]) -> str:
-    """The results table."""
-    return table(
-        ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "peak RSS MB", "parse", "store",
-         "fetch+other", "server CPU", "vs best", "check"],
-        [
-            (row.backend, f"{row.pages:,}", f"{row.pages_per_second:,.0f}", f"{row.cpu_seconds:.2f}",
-             f"{row.cpu_ms_per_page:.2f}", f"{row.peak_rss_mb:.0f}", f"{row.parse_share:.0%}",
-             f"{row.store_share:.0%}", f"{max(0.0, 1 - row.parse_share - row.store_share):.0%}",
-             f"{row.server_cpu_share:.0%}", f"{row.ratio_to_best:.2f}", "ok" if row.correct else "WRONG")
-            for row in rows
-        ],
-    )  # fmt: skip
+    """The results table; a `vs scrapy` column when Scrapy was measured."""
+    with_scrapy = any(row.ratio_to_scrapy is not None for row in rows)
+    header = ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "peak RSS MB", "parse", "store", "fetch+other",
+              "server CPU", "vs best", *(["vs scrapy"] if with_scrapy else []), "check"]  # fmt: skip
+    body = []
+    for row in rows:
+        other = None if row.parse_share is None else max(0.0, 1 - row.parse_share - (row.store_share or 0.0))
+        body.append((
+            row.backend, f"{row.pages:,}", f"{row.pages_per_second:,.0f}", f"{row.cpu_seconds:.2f}",
+            f"{row.cpu_ms_per_page:.2f}", f"{row.peak_rss_mb:.0f}", _percent(row.parse_share),
+            _percent(row.store_share), _percent(other), f"{row.server_cpu_share:.0%}", f"{row.ratio_to_best:.2f}",
+            *([f"{row.ratio_to_scrapy:.2f}" if row.ratio_to_scrapy is not None else "-"] if with_scrapy else []),
+            "ok" if row.correct else "WRONG",
+        ))  # fmt: skip
+    return table(header, body)

@@ -80,6 +80,20 @@ ParserOption = Annotated[
 ]
 
 
+class SiteProfile(StrEnum):
+    """The generated site's pages (crawler.sitegen.PROFILES)."""
+
+    realistic = "realistic"
+    light = "light"
+
+
+class Peer(StrEnum):
+    """Other crawlers the bench can measure in the same run (crawler.peers)."""
+
+    scrapy = "scrapy"
+    lean = "lean"
+
+
 class Backend(StrEnum):
     """The fetch backends (see `fetchers.BACKENDS`)."""
 
@@ -276,16 +290,33 @@ def bench(
     per_host: Annotated[
         int | None, typer.Option(min=1, help="Requests in flight per host.", show_default="--concurrency")
     ] = None,
+    site: Annotated[
+        SiteProfile,
+        typer.Option(help="Pages as heavy as real documentation (median 30 KB, up to 1 MB), or light ones."),
+    ] = SiteProfile.realistic,
+    peers: Annotated[
+        list[Peer] | None,
+        typer.Option(
+            "--peer",
+            help='Also measure a peer: scrapy (pip install "crawler[bench]") or lean, '
+            "a minimal aiohttp + lxml loop (repeat the option).",
+        ),
+    ] = None,
+    crawl_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds a crawl may take before it is killed and the bench fails.")
+    ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
 ) -> None:
     """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
     options = BenchOptions(
-        site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms),
+        site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms, profile=site.value),
         backends=[backend.value for backend in backends or list(Backend)],
         parser=parser.value,
         rounds=rounds,
         concurrency=concurrency,
         per_host=per_host or concurrency,
+        peers=[peer.value for peer in peers or []],
+        crawl_timeout=crawl_timeout,
     )
 
     def progress(result: RunResult) -> None:
@@ -294,11 +325,13 @@ def bench(
                        f"({result.pages_per_second:,.0f} pages/s)", err=True)  # fmt: skip
 
     typer.echo(
-        f"Benchmark: {pages:,} pages x {hosts} host(s), latency {latency_ms:g} ms, concurrency {concurrency}, "
-        f"parser {parser.value}, "
-        f"{rounds} round(s)", err=True,
+        f"Benchmark: {pages:,} {site.value} pages x {hosts} host(s), latency {latency_ms:g} ms, "
+        f"concurrency {concurrency}, parser {parser.value}, {rounds} round(s)", err=True,
     )  # fmt: skip
-    results = run_bench(options, progress)
+    try:
+        results = run_bench(options, progress, on_skip=lambda reason: typer.echo(reason, err=True))
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
     rows = medians(results)
     if as_json:
         record = {"runs": [asdict(result) for result in results], "medians": [asdict(row) for row in rows]}

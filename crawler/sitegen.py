@@ -92,11 +92,92 @@ def _paragraphs(rng: random.Random, size: int) -> str:
     return "".join(chunks)
 
 
-def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 5, max_kb: float = 80, fanout: int = 0) -> Site:
-    """A site of `pages` HTML pages (sizes log-uniform between `min_kb` and `max_kb`), every one reachable
-    from `/`, with 10-30 links each in every relative form, plus a few errors, files and a redirect.
-    `fanout` makes a wide site, to grow a huge frontier: the home page links every page first, and every
-    page adds `fanout` links to distinct URLs the site does not have."""
+PROFILES = ("realistic", "light")
+# Page weights of the realistic profile (docs/performance.md says where they come from): log-normal with a
+# median of 30 KB and a mean of about 52 KB, about 3% of pages over 200 KB, none over 1 MB.
+REALISTIC_MEDIAN_KB = 30.0
+REALISTIC_SIGMA = 1.05
+REALISTIC_RANGE_KB = (4.0, 1024.0)
+_NAV_LINKS = 40  # the sidebar every page repeats: links to the first pages of the site
+
+
+def realistic_size(rng: random.Random) -> int:
+    """A page weight in bytes, drawn from the realistic profile's distribution."""
+    low, high = REALISTIC_RANGE_KB
+    kb = min(high, max(low, REALISTIC_MEDIAN_KB * math.exp(rng.gauss(0.0, REALISTIC_SIGMA))))
+    return int(1024 * kb)
+
+
+def _code_block(rng: random.Random) -> str:
+    """A highlighted code sample: a span per token, as documentation generators write them."""
+    lines = []
+    for _ in range(rng.randint(4, 14)):
+        names = " ".join(f'<span class="n">{rng.choice(_WORDS)}</span>' for _ in range(rng.randint(1, 4)))
+        lines.append(f'<span class="k">def</span> {names}<span class="p">(</span><span class="s">"{rng.choice(_WORDS)}"'
+                     f'</span><span class="p">):</span>')  # fmt: skip
+    return f'<div class="highlight"><pre><code class="language-python">{chr(10).join(lines)}</code></pre></div>\n'
+
+
+def _table(rng: random.Random) -> str:
+    """A reference table of a few columns."""
+    head = "".join(f"<th>{rng.choice(_WORDS)}</th>" for _ in range(4))
+    rows = "".join(
+        "<tr>" + "".join(f"<td><code>{rng.choice(_WORDS)}</code></td>" for _ in range(4)) + "</tr>\n"
+        for _ in range(rng.randint(3, 12))
+    )
+    return f'<table class="docutils"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>\n'
+
+
+def _documentation_page(rng: random.Random, title: str, anchors: list[str], pages: int, size: int) -> str:
+    """A page shaped like generated documentation: a header, a sidebar of links every page repeats, the
+    page's own links spread through its sections of prose, code and tables, and a footer, `size` bytes or
+    a little more."""
+    sidebar = "".join(
+        f'<li class="toctree-l1"><a class="reference internal" href="{page_path(target)}">Section {target}</a></li>'
+        for target in range(min(pages, _NAV_LINKS))
+    )
+    head = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{title}</title><link rel="stylesheet" href="/static/site.css"></head>\n'
+        f'<body><header class="site-header"><a class="logo" href="/">Docs</a></header>\n'
+        f'<div class="wrapper"><nav class="sidebar" aria-label="Contents"><ul>{sidebar}</ul></nav>\n'
+        f'<main class="content"><article><h1>{title}</h1>\n'
+    )
+    foot = '</article></main></div><footer class="site-footer"><p>crawler bench</p></footer></body></html>\n'
+    parts = [head]
+    total = len(head) + len(foot)
+    pending = list(anchors)
+    section = 0
+    while total < size or pending:
+        section += 1
+        take = rng.randint(1, 4)
+        links = " ".join(pending[:take])
+        del pending[:take]
+        text = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(30, 90)))
+        block = (
+            f'<section id="s{section}"><h2>{text.split()[0].capitalize()} {section}'
+            f'<a class="headerlink" href="#s{section}">#</a></h2>\n<p>{text.capitalize()}. {links}</p>\n'
+        )
+        kind = rng.random()
+        block += _code_block(rng) if kind < 0.3 else _table(rng) if kind < 0.45 else ""
+        block += "</section>\n"
+        parts.append(block)
+        total += len(block)
+    parts.append(foot)
+    return "".join(parts)
+
+
+def generate_site(
+    pages: int = 200, seed: int = 1, min_kb: float = 5, max_kb: float = 80, fanout: int = 0, profile: str = "light"
+) -> Site:
+    """A site of `pages` HTML pages, every one reachable from `/`, with 10-30 links each in every relative
+    form, plus a few errors, files and a redirect. `profile` "light": paragraphs of text, sizes log-uniform
+    between `min_kb` and `max_kb`; "realistic": documentation-like markup (navigation, code, tables), sizes as
+    real pages weigh (`realistic_size`). `fanout` makes a wide site, to grow a huge frontier: the home page
+    links every page first, and every page adds `fanout` links to distinct URLs the site does not have."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown site profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     rng = random.Random(seed)
     site: Site = {}
     for index in range(pages):
@@ -118,6 +199,9 @@ def generate_site(pages: int = 200, seed: int = 1, min_kb: float = 5, max_kb: fl
             '<a href="javascript:void(0)">menu</a>',
             f'<a href="http://localhost:{PORT}/">mirror</a>' if index % 17 == 0 else "",
         ]
+        if profile == "realistic":
+            site[page_path(index)] = Resource(_documentation_page(rng, title, anchors, pages, realistic_size(rng)))
+            continue
         size = int(1024 * math.exp(rng.uniform(math.log(min_kb), math.log(max_kb))))
         site[page_path(index)] = Resource(
             '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import signal
 import socket
 import struct
@@ -12,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from crawler.sitegen import Resource, Site, generate_site
+from crawler.sitegen import PROFILES, Resource, Site, generate_site
 
 LOOPBACK = "127.0.0.1"
 NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No such page.</body></html>"
@@ -160,15 +163,20 @@ class SiteOptions:
     hosts: int = 1
     latency_ms: float = 0.0
     fanout: int = 0
+    profile: str = "light"  # or "realistic" (crawler.sitegen.PROFILES)
 
     def sites(self) -> list[Site]:
         """The site each host serves, in host order."""
-        return [generate_site(self.pages, self.seed + index, fanout=self.fanout) for index in range(self.hosts)]
+        return [
+            generate_site(self.pages, self.seed + index, fanout=self.fanout, profile=self.profile)
+            for index in range(self.hosts)
+        ]
 
     def arguments(self) -> list[str]:
         """Command-line arguments that make `main` serve these sites."""
         return ["--pages", str(self.pages), "--seed", str(self.seed), "--hosts", str(self.hosts),
-                "--latency-ms", str(self.latency_ms), "--fanout", str(self.fanout)]  # fmt: skip
+                "--latency-ms", str(self.latency_ms), "--fanout", str(self.fanout),
+                "--profile", self.profile]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,13 @@ class ServerProcess:
 
     pid: int
     origins: list[str]
+    process: subprocess.Popen[str]
+
+    def served(self) -> Counter[str]:
+        """URL -> how many times the server answered it since the last call (SIGUSR1 makes it report)."""
+        assert self.process.stdout is not None
+        os.kill(self.pid, signal.SIGUSR1)
+        return Counter(json.loads(self.process.stdout.readline()))
 
 
 @contextmanager
@@ -190,7 +205,7 @@ def serve_in_subprocess(options: SiteOptions) -> Iterator[ServerProcess]:
         origins = process.stdout.readline().split()
         if not origins:
             raise RuntimeError(f"the site server did not start (exit code {process.wait()})")
-        yield ServerProcess(process.pid, origins)
+        yield ServerProcess(process.pid, origins, process)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -211,22 +226,32 @@ async def _serve_until_terminated(options: SiteOptions) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+
+    def report_hits() -> None:  # what each URL was requested since the last report, for the bench's check
+        served = Counter(server.origin + hit.path for server in servers for hit in server.hits)
+        for server in servers:
+            server.hits.clear()
+        print(json.dumps(served), flush=True)  # noqa: T201
+
+    loop.add_signal_handler(signal.SIGUSR1, report_hits)
     await stop.wait()
     for server in servers:
         await server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m crawler.siteserver --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]`: print
-    the origins on one line, serve until SIGTERM."""
+    """`python -m crawler.siteserver --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]
+    [--profile realistic|light]`: print the origins on one line, serve until SIGTERM; on SIGUSR1, print a JSON
+    line of URL -> times answered since the last one."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hosts", type=int, default=1, help="loopback hosts, each serving its own site")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
     parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
+    parser.add_argument("--profile", choices=PROFILES, default="light", help="page weights and markup")
     args = parser.parse_args(argv)
-    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout)
+    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile)
     asyncio.run(_serve_until_terminated(options))
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import psutil
 
+from crawler.config import DEFAULT_PARSER
 from crawler.meter import cpu_seconds, tree_rss
 from crawler.peers import EXIT_SCRAPY_MISSING
 from crawler.report import table
@@ -49,7 +50,7 @@ class BenchOptions:
 
     site: SiteOptions
     backends: list[str]
-    parser: str = "bs4"
+    parser: str = DEFAULT_PARSER
     rounds: int = 3
     concurrency: int = 64
     per_host: int = 64

@@ -59,9 +59,10 @@ def diagnose(run: dict[str, Any]) -> str:
     cores = run["cpu_seconds"] / elapsed if run["cpu_seconds"] is not None else None
     if cores is not None and cores >= CPU_BOUND:
         parse = (run["parse_seconds"] or 0.0) / elapsed
+        remedy = "--parser lxml or a leaner backend" if run["parser"] == "bs4" else "a leaner backend"
         return (
             f"CPU-bound: {cores:.2f} cores busy, {1000 * run['cpu_seconds'] / pages:.1f} ms of CPU a page, "
-            f"{parse:.0%} of the time parsing; --parser lxml or a leaner backend would help"
+            f"{parse:.0%} of the time parsing; {remedy} would help"
         )
     settings = json.loads(run["settings"] or "{}")
     held = [f"--per-host {run['per_host']}"] if run["per_host"] < concurrency else []

@@ -8,7 +8,7 @@ from typing import Any
 from crawler import __version__
 
 DEFAULT_BACKEND = "asyncio"
-DEFAULT_PARSER = "bs4"
+DEFAULT_PARSER = "lxml"  # the same output as bs4, several times faster (README: Choosing a parser)
 DEFAULT_DB = "crawl.db"
 # Modest defaults: a crawl of a short seed list samples each site politely (two requests at a time per
 # host, robots.txt obeyed) and ends within minutes.

@@ -157,7 +157,7 @@ def test_a_crawl_is_recorded_as_a_run(site: SiteServer, backend: str, tmp_path: 
     pages = rows(db)
     assert {page["run_id"] for page in pages} == {run["id"]}
     assert (run["status"], run["backend"], run["parser"], run["concurrency"], run["pages"], run["errors"]) == (
-        "finished", backend, "bs4", 3, 14, 3,
+        "finished", backend, "lxml", 3, 14, 3,
     )  # fmt: skip
     assert run["bytes"] == sum(page["size"] or 0 for page in pages)
     assert json.loads(run["seeds"]) == [site.url("/")]

@@ -85,7 +85,7 @@ def _run(**fields: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "id": 1, "pages": 1000, "errors": 0, "elapsed_s": 10.0, "fetch_seconds": 20.0, "concurrency": 10,
         "per_host": 10, "cpu_seconds": 2.0, "parse_seconds": 1.0, "latency_p50_ms": 20.0, "retries": 0,
-        "settings": json.dumps({"delay": 0.0}),
+        "settings": json.dumps({"delay": 0.0}), "parser": "lxml",
     }  # fmt: skip
     return row | fields
 
@@ -96,7 +96,8 @@ def _run(**fields: Any) -> dict[str, Any]:
         ({"pages": 30}, "too short to judge (30 pages in 10.00 s)"),
         ({"errors": 300}, "error-bound: 30% of pages failed; see `crawler stats --run 1`"),
         ({"fetch_seconds": 90.0}, "latency-bound: 9.0 of 10 requests in flight on average, 20 ms each (median)"),
-        ({"cpu_seconds": 9.5}, "CPU-bound: 0.95 cores busy, 9.5 ms of CPU a page, 10% of the time parsing"),
+        ({"cpu_seconds": 9.5}, "CPU-bound: 0.95 cores busy, 9.5 ms of CPU a page, 10% of the time parsing; a leaner"),
+        ({"cpu_seconds": 9.5, "parser": "bs4"}, "10% of the time parsing; --parser lxml or a leaner backend would"),
         ({"per_host": 2, "settings": json.dumps({"delay": 0.5})}, "held back by --per-host 2, --delay 0.5, "),
         ({"retries": 7}, "slots mostly idle: 2.0 of 10 requests in flight on average, 20% of a core; held back by 7"),
     ],

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from crawler.config import CrawlConfig
+from crawler.config import DEFAULT_PARSER, CrawlConfig
 from crawler.engine import WATCHDOG_GRACE
 from crawler.frontier_local import WINDOW, LocalFrontier
 from crawler.sitegen import Resource, Site
@@ -139,8 +139,9 @@ def test_a_second_crawl_of_an_owned_database_is_refused_and_a_dead_owners_is_tak
 
 
 class ChokingParser(SoupParser):
-    """bs4, except on /choke.html, where it raises: a parser bug. No href can make the real parsers raise any
-    more (test_links.py, test_whatwg_urls.py), so the engine's net under them is tested with this one."""
+    """bs4 standing in for the default parser, except on /choke.html, where it raises: a parser bug. No href
+    can make the real parsers raise any more (test_links.py, test_whatwg_urls.py), so the engine's net under
+    them is tested with this one."""
 
     def parse(self, body: bytes, url: str, content_type: str | None) -> Page:
         """Raise for /choke.html, else parse as bs4 does."""
@@ -154,7 +155,7 @@ class ChokingParser(SoupParser):
 def test_a_page_the_parser_chokes_on_is_a_row_and_the_crawl_goes_on(
     serve: Serve, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(PARSERS, "bs4", ChokingParser)
+    monkeypatch.setitem(PARSERS, DEFAULT_PARSER, ChokingParser)
     choking = page_html("Choke", ["/never.html"])
     server = serve({
         "/": Resource(page_html("Home", ["/choke.html", "/fine.html"])),

@@ -299,7 +299,8 @@ def bench(
         list[Peer] | None,
         typer.Option(
             "--peer",
-            help='Also measure a peer: scrapy (pip install "crawler[bench]") or lean, '
+            # "\\[": a literal bracket, which rich would otherwise take for markup and drop.
+            help='Also measure a peer: scrapy (pip install "crawler\\[bench]") or lean, '
             "a minimal aiohttp + lxml loop (repeat the option).",
         ),
     ] = None,

@@ -109,3 +109,8 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
         == medians["asyncio"]["pages_per_second"] / (medians["scrapy"]["pages_per_second"])
     )
     assert medians["lean"]["parse_share"] is None and medians["asyncio"]["parse_share"] > 0
+
+
+def test_the_help_names_the_extra_that_installs_scrapy() -> None:
+    run = run_cli("bench", "--help")
+    assert 'scrapy (pip install "crawler[bench]")' in " ".join(run.stdout.replace("│", " ").split())

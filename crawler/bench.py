@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 
 from crawler.config import DEFAULT_PARSER
-from crawler.meter import cpu_seconds, tree_rss
+from crawler.meter import cpu_seconds
 from crawler.peers import EXIT_SCRAPY_MISSING
 from crawler.report import table
 from crawler.siteserver import ServerProcess, SiteOptions, serve_in_subprocess
@@ -178,14 +178,18 @@ def _measure(command: list[str], timeout: float) -> _Tree:
         done = threading.Event()
         timed_out = threading.Event()
 
-        def sample() -> None:
+        def sample() -> None:  # one walk of the tree: its memory, and which processes it holds
             nonlocal peak
             while not done.is_set():
-                peak = max(peak, tree_rss(process.pid))
-                with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                    for child in psutil.Process(process.pid).children(recursive=True):
-                        with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                            seen.setdefault(child.pid, child.create_time())
+                rss = 0
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    root = psutil.Process(process.pid)
+                    for member in [root, *root.children(recursive=True)]:
+                        with contextlib.suppress(psutil.NoSuchProcess), member.oneshot():
+                            rss += member.memory_info().rss
+                            if member.pid != root.pid:
+                                seen.setdefault(member.pid, member.create_time())
+                peak = max(peak, rss)
                 done.wait(SAMPLE_SECONDS)
 
         def expire() -> None:

@@ -14,21 +14,6 @@ def _tree(process: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of process `pid` and all its descendants, in bytes (0 if it is gone)."""
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for process in _tree(root):
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return total
-
-
 def cpu_seconds(process: psutil.Process) -> float:
     """User plus system CPU seconds of one process, all its threads included."""
     times = process.cpu_times()

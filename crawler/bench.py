@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -134,8 +135,8 @@ class _Tree:
     errors: str
 
 
-def _cpu(usage: object) -> float:
-    return float(getattr(usage, "ru_utime", 0.0)) + float(getattr(usage, "ru_stime", 0.0))
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 def _reap_orphans(seen: dict[int, float], group: int) -> float:

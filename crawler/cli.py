@@ -293,7 +293,7 @@ def bench(
     ] = None,
     site: Annotated[
         SiteProfile,
-        typer.Option(help="Pages as heavy as real documentation (median 30 KB, up to 1 MB), or light ones."),
+        typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones."),
     ] = SiteProfile.realistic,
     peers: Annotated[
         list[Peer] | None,

@@ -72,6 +72,8 @@ class RunResult:
     store_seconds: float | None
     server_cpu_seconds: float
     orphan_cpu_seconds: float = 0.0  # part of cpu_seconds: processes the crawl left unwaited (and their children)
+    helper_processes: int = 0  # processes besides the crawl's own at its memory peak (the process backend's pool)
+    helper_rss_mb: float = 0.0  # their RSS then, together (shared pages counted in each)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -132,6 +134,8 @@ class _Tree:
     cpu_seconds: float
     orphan_cpu_seconds: float
     peak_rss: int
+    peak_helpers: int  # processes besides the crawl's own at the memory peak (pool workers, forkserver...)
+    peak_helpers_rss: int  # their RSS then
     errors: str
 
 
@@ -174,23 +178,27 @@ def _measure(command: list[str], timeout: float) -> _Tree:
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
         group = process.pid
-        peak = 0
+        peak = helpers = helpers_rss = 0
         seen: dict[int, float] = {}  # pid -> create time of every descendant sampled
         done = threading.Event()
         timed_out = threading.Event()
 
         def sample() -> None:  # one walk of the tree: its memory, and which processes it holds
-            nonlocal peak
+            nonlocal peak, helpers, helpers_rss
             while not done.is_set():
-                rss = 0
+                rss = descendants = descendants_rss = 0
                 with contextlib.suppress(psutil.NoSuchProcess):
                     root = psutil.Process(process.pid)
                     for member in [root, *root.children(recursive=True)]:
                         with contextlib.suppress(psutil.NoSuchProcess), member.oneshot():
-                            rss += member.memory_info().rss
+                            member_rss = member.memory_info().rss
+                            rss += member_rss
                             if member.pid != root.pid:
                                 seen.setdefault(member.pid, member.create_time())
-                peak = max(peak, rss)
+                                descendants += 1
+                                descendants_rss += member_rss
+                if rss > peak:
+                    peak, helpers, helpers_rss = rss, descendants, descendants_rss
                 done.wait(SAMPLE_SECONDS)
 
         def expire() -> None:
@@ -215,8 +223,8 @@ def _measure(command: list[str], timeout: float) -> _Tree:
         process.returncode = os.waitstatus_to_exitcode(status)
         orphan_cpu = _reap_orphans(seen, group)
         errors.seek(0)
-        return _Tree(process.returncode, timed_out.is_set(), _cpu(usage) + orphan_cpu, orphan_cpu, peak,
-                     errors.read().decode(errors="replace")[-2000:])  # fmt: skip
+        return _Tree(process.returncode, timed_out.is_set(), _cpu(usage) + orphan_cpu, orphan_cpu, peak, helpers,
+                     helpers_rss, errors.read().decode(errors="replace")[-2000:])  # fmt: skip
 
 
 def _crawl_command(backend: str, options: BenchOptions, origins: list[str], db: Path, stats: Path,
@@ -265,6 +273,8 @@ def run_one(
         store_seconds=summary.get("store_seconds"),
         server_cpu_seconds=cpu_seconds(psutil.Process(server.pid)) - server_cpu,
         orphan_cpu_seconds=tree.orphan_cpu_seconds,
+        helper_processes=tree.peak_helpers,
+        helper_rss_mb=tree.peak_helpers_rss / 2**20,
         problems=check(db, expected, served),
     )
 
@@ -309,6 +319,8 @@ class Row:
     ratio_to_best: float
     ratio_to_scrapy: float | None  # pages/s against Scrapy's in the same run, when it was measured
     correct: bool
+    helper_processes: int = 0
+    helper_rss_mb: float = 0.0
 
 
 def _share(runs: list[RunResult], part: Callable[[RunResult], float | None]) -> float | None:
@@ -339,6 +351,8 @@ def medians(results: list[RunResult]) -> list[Row]:
             ratio_to_best=rates[backend] / best if best else 0.0,
             ratio_to_scrapy=rates[backend] / scrapy if scrapy else None,
             correct=all(not run.problems for run in runs),
+            helper_processes=int(statistics.median(run.helper_processes for run in runs)),
+            helper_rss_mb=statistics.median(run.helper_rss_mb for run in runs),
         )
         for backend, runs in by_backend.items()
     ]
@@ -364,3 +378,13 @@ def render(rows: list[Row]) -> str:
             "ok" if row.correct else "WRONG",
         ))  # fmt: skip
     return table(header, body)
+
+
+def helpers_note(rows: list[Row]) -> list[str]:
+    """A line for each crawler that ran in several processes: how many, and the memory of each."""
+    return [
+        f"{row.backend}: {row.helper_processes} processes besides the crawl's own at the memory peak, "
+        f"{row.helper_rss_mb / row.helper_processes:.0f} MB RSS each (shared pages counted in each)"
+        for row in rows
+        if row.helper_processes > 2  # more than a resource tracker and a forkserver
+    ]

@@ -17,7 +17,7 @@ from typing import Annotated, Any, NoReturn, TextIO
 import sqlite_utils
 import typer
 
-from crawler.bench import BenchOptions, RunResult, medians, render
+from crawler.bench import BenchOptions, RunResult, helpers_note, medians, render
 from crawler.bench import run as run_bench
 from crawler.compare import compare_text, figures
 from crawler.config import (
@@ -340,6 +340,8 @@ def bench(
         typer.echo(json.dumps(record, indent=2))
     else:
         typer.echo(render(rows))
+        for line in helpers_note(rows):
+            typer.echo(line)
     if not all(row.correct for row in rows):
         for result in results:
             for problem in result.problems[:5]:

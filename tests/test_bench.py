@@ -4,6 +4,7 @@ a page served twice is a problem, and the realistic site weighs what real pages 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 import urllib.request
@@ -35,6 +36,9 @@ def test_the_process_backends_workers_are_counted() -> None:
     assert process["orphan_cpu_seconds"] > 0.02 * 4
     assert process["cpu_seconds"] > process["orphan_cpu_seconds"]
     assert runs["thread"]["orphan_cpu_seconds"] == 0.0
+    # Its memory per process is reported: 4 workers and the forkserver at least, the thread backend has none.
+    assert process["helper_processes"] >= 4 + 1 and process["helper_rss_mb"] > 4 * 5
+    assert runs["thread"]["helper_processes"] == 0
 
 
 def test_a_crawl_past_its_timeout_is_killed_whole() -> None:
@@ -114,3 +118,15 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
 def test_the_help_names_the_extra_that_installs_scrapy() -> None:
     run = run_cli("bench", "--help")
     assert 'scrapy (pip install "crawler[bench]")' in " ".join(run.stdout.replace("│", " ").split())
+
+
+def test_the_table_says_how_many_processes_and_their_memory() -> None:
+    run = run_cli("bench", "--pages", "10", "--rounds", "1", "--concurrency", "5", "--site", "light",
+                  "--backend", "process")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    note = run.stdout.splitlines()[-1]
+    assert re.fullmatch(
+        r"process: ([6-9]) processes besides the crawl's own at the memory peak, \d+ MB RSS each "
+        r"\(shared pages counted in each\)",
+        note,
+    ), note

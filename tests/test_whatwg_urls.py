@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import NamedTuple
 
+import ada_url
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.urls import canonical, resolve
+from crawler.urls import canonical, host, origin, resolve
 from parsers import PARSERS, get_parser
 from parsers.base import Page, build_page
 
@@ -111,6 +112,8 @@ def test_corpus_through_the_link_path(case: Case) -> None:
     base = effective_base(case)
     assert outcome(build_page(base, None, None, [], [(case.input, None)])) == want
     assert resolve(case.input, base) == (want.links[0] if want.links else None)
+    for link in want.links:
+        assert_is_a_link(link)
 
 
 # 2. The corpus through both real parsers, inside an HTML page with a <base href>.
@@ -330,6 +333,8 @@ def assert_is_a_link(link: str) -> None:
     assert link.startswith(HTTP_PREFIXES), link
     assert "#" not in link, link
     assert canonical(link) == link
+    parsed = ada_url.URL(link)  # host() and origin() slice the string: they must agree with a parse
+    assert (host(link), origin(link)) == (parsed.hostname, parsed.origin), link
 
 
 def assert_is_a_page(page: Page) -> None:

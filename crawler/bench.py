@@ -125,6 +125,26 @@ def _subreaper() -> Iterator[None]:
             prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
+@contextlib.contextmanager
+def _signals_end_the_bench() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP end the bench as Ctrl-C does: the crawl being measured (in a
+    session of its own, out of the terminal's reach) is killed with its whole group, the server stopped and
+    the temporary files removed; the exit status is 128 + the signal. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 @dataclass(slots=True)
 class _Tree:
     """What was measured of one crawl's process tree."""
@@ -212,7 +232,7 @@ def _measure(command: list[str], timeout: float) -> _Tree:
         timer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:  # Ctrl-C or SIGTERM of the bench: the crawl ends with it
+        except BaseException:  # Ctrl-C, SIGTERM or SIGHUP of the bench: the crawl ends with it
             expire()
             os.wait4(process.pid, 0)
             raise
@@ -285,7 +305,7 @@ def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = N
     that is not installed is skipped (`on_skip` gets the reason)."""
     results: list[RunResult] = []
     crawlers = [*options.backends, *options.peers]
-    with _subreaper(), serve_in_subprocess(options.site) as server, \
+    with _signals_end_the_bench(), _subreaper(), serve_in_subprocess(options.site) as server, \
             tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:  # fmt: skip
         expected = expected_pages(options.site, server.origins)
         for _ in range(options.rounds):

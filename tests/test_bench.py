@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import statistics
+import subprocess
+import sys
 import time
 import urllib.request
 from collections import Counter
@@ -20,7 +23,7 @@ from crawler.sitegen import generate_site
 from crawler.siteserver import SiteOptions, serve_in_subprocess
 from parsers import PARSERS, get_parser
 from storage import PageStore
-from tests.conftest import run_cli
+from tests.conftest import run_cli, wait_for
 
 ORIGIN = "http://127.0.0.1:8000"
 
@@ -130,3 +133,20 @@ def test_the_table_says_how_many_processes_and_their_memory() -> None:
         r"\(shared pages counted in each\)",
         note,
     ), note
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_bench_ends_the_crawl_and_the_server_with_it(signum: int) -> None:
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "bench", "--pages", "20", "--rounds", "1", "--concurrency", "2",
+         "--site", "light", "--latency-ms", "3000", "--backend", "process"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    family = psutil.Process(bench.pid)
+    wait_for("the crawl's pool", lambda: len(family.children(recursive=True)) >= 4)
+    members = family.children(recursive=True)
+    bench.send_signal(signum)
+    _, stderr = bench.communicate(timeout=30)
+    assert bench.returncode == (143 if signum == signal.SIGTERM else 130), stderr
+    _, alive = psutil.wait_procs(members, timeout=10)  # the crawl, its pool and forkserver, and the server
+    assert alive == []

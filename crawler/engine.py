@@ -22,7 +22,7 @@ from crawler.config import CrawlConfig
 from crawler.frontier import Found, Frontier, Outcome, Request, page_row
 from crawler.retries import http_error, retry_for
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
-from crawler.urls import canonical, resolve
+from crawler.urls import resolve
 from fetchers import ErrorKind, Fetcher, FetchResult
 from parsers import Page, Parser, is_html
 
@@ -137,24 +137,19 @@ class Engine:
                                                                          chain)])  # fmt: skip
 
     def _links(self, page: Page | None, depth: int) -> tuple[list[str], list[Found], int]:
-        """(every link, the links to follow), canonical, without repeats; and how many hrefs were unusable
-        (rejected by the URL standard, or longer than --max-url-length)."""
+        """(every link, the links to follow), without repeats; and how many hrefs were unusable (rejected by
+        the URL standard, or longer than --max-url-length)."""
         if page is None:
             return [], [], 0
         links: dict[str, bool] = {}
         unusable = page.unusable
         nofollow = page.nofollow if self.config.obey_nofollow else frozenset()
         follow_none = page.meta_nofollow and self.config.obey_nofollow
-        for link in page.links:
-            try:
-                url = canonical(link)
-            except ValueError:  # a parser's link is already absolute http(s): only another parser's could fail
-                unusable += 1
-                continue
+        for url in page.links:  # canonical already: the parsers resolve them as crawler.urls does
             if len(url) > self.config.max_url_length:
                 unusable += 1
                 continue
-            links[url] = links.get(url, False) or (not follow_none and link not in nofollow)
+            links[url] = links.get(url, False) or (not follow_none and url not in nofollow)
         return list(links), [Found(url, depth + 1) for url, follow in links.items() if follow], unusable
 
     def _record(self, request: Request, result: FetchResult, error_kind: str | None = None,

@@ -159,7 +159,8 @@ def run_scrapy(seeds: list[str], db: Path, stats_json: Path, concurrency: int, p
             "DOWNLOAD_DELAY": 0,
             "AUTOTHROTTLE_ENABLED": False,
             "DEPTH_LIMIT": 0,
-            # Work our crawler does not do either: cookies (off, as in Scrapy's advice for broad crawls), Referer.
+            # Off, as Scrapy advises for broad crawls: cookies (which our crawler keeps) and Referer. If anything,
+            # this favours Scrapy.
             "COOKIES_ENABLED": False,
             "REFERER_ENABLED": False,
             "HTTPERROR_ALLOW_ALL": True,  # 4xx/5xx responses reach the callback, to be rows like any other

@@ -13,6 +13,8 @@ import functools
 
 import ada_url
 
+from parsers.base import absolute_link
+
 SCHEMES = frozenset({"http", "https"})
 _PREFIXES = ("http://", "https://")
 # The same links recur on page after page (navigation, cross-links): most calls are repeats. Bounded, so
@@ -26,13 +28,12 @@ def _trimmed(href: str) -> str:
 
 
 def resolve(href: str, base: str) -> str | None:
-    """`href` resolved against `base` as a browser resolves a link, canonical; None when the result is not an
-    http(s) URL or the standard rejects it. Never raises for any string."""
+    """`href` resolved against `base` as a browser resolves a link (the parsers' own resolution), canonical;
+    None when the result is not an http(s) URL or the standard rejects it. Never raises for any string."""
     try:
-        url = ada_url.join_url(base, href)
+        return absolute_link(base, href)
     except ValueError:  # the standard's "failure"; a string that is not valid Unicode (lone surrogate) too
         return None
-    return _trimmed(url) if url.startswith(_PREFIXES) else None
 
 
 @functools.lru_cache(maxsize=CANONICAL_CACHE_SIZE)

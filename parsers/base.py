@@ -17,9 +17,10 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """The parts of an HTML page the crawler keeps: its title, its outgoing http(s) links (absolute, in
-    page order, without repeats), which of them only appear as rel=nofollow, whether a robots meta tag
-    says not to follow any, and how many hrefs a browser could not resolve at all."""
+    """The parts of an HTML page the crawler keeps: its title, its outgoing http(s) links (absolute, in the
+    crawler's canonical form, the WHATWG serialisation without fragment; in page order, without repeats),
+    which of them only appear as rel=nofollow, whether a robots meta tag says not to follow any, and how
+    many hrefs a browser could not resolve at all."""
 
     title: str | None = None
     links: list[str] = field(default_factory=list)

@@ -1,6 +1,7 @@
-"""The cost of URL handling per link, as the crawl pays it: each page's anchors resolved by the parser's
-`build_page` (against the page or its `<base href>`), then made canonical by the engine, on the bench site's
-pages in crawl order, caches cold at the start. The anchors are extracted once beforehand, so the figure is the
+"""The cost of URL handling per link: each page's anchors resolved by the parser's `build_page` (against the
+page or its `<base href>`), then made canonical as the engine did before the parsers' links were canonical
+themselves (kept, so that older commits compare; an upper bound for today's crawl), on the bench site's pages
+in crawl order, caches cold at the start. The anchors are extracted once beforehand, so the figure is the
 URL work alone.
 
     python -m tests.link_cost [--pages 2000] [--rounds 5]

@@ -137,12 +137,16 @@ def _signals_end_the_bench() -> Iterator[None]:
     def stop(signum: int, _: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {
+        signum: signal.signal(signum, stop)
+        for signum in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(signum) != signal.SIG_IGN  # e.g. SIGHUP under nohup: go on ignoring it, as serve does
+    }
     try:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 @dataclass(slots=True)

@@ -74,6 +74,7 @@ class RunResult:
     orphan_cpu_seconds: float = 0.0  # part of cpu_seconds: processes the crawl left unwaited (and their children)
     helper_processes: int = 0  # processes besides the crawl's own at its memory peak (the process backend's pool)
     helper_rss_mb: float = 0.0  # their RSS then, together (shared pages counted in each)
+    helper_uss_mb: float = 0.0  # their unique memory then, together: what each costs beyond what they share
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -160,11 +161,20 @@ class _Tree:
     peak_rss: int
     peak_helpers: int  # processes besides the crawl's own at the memory peak (pool workers, forkserver...)
     peak_helpers_rss: int  # their RSS then
+    peak_helpers_uss: int  # their unique memory then
     errors: str
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
+
+
+def _uss(member: psutil.Process) -> int:
+    """The memory only this process holds (0 once it is gone)."""
+    try:
+        return int(member.memory_full_info().uss)
+    except psutil.NoSuchProcess:
+        return 0
 
 
 def _reap_orphans(seen: dict[int, float], group: int) -> float:
@@ -202,15 +212,16 @@ def _measure(command: list[str], timeout: float) -> _Tree:
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
         group = process.pid
-        peak = helpers = helpers_rss = 0
+        peak = helpers = helpers_rss = helpers_uss = 0
         seen: dict[int, float] = {}  # pid -> create time of every descendant sampled
         done = threading.Event()
         timed_out = threading.Event()
 
         def sample() -> None:  # one walk of the tree: its memory, and which processes it holds
-            nonlocal peak, helpers, helpers_rss
+            nonlocal peak, helpers, helpers_rss, helpers_uss
             while not done.is_set():
-                rss = descendants = descendants_rss = 0
+                rss = descendants_rss = 0
+                descendants: list[psutil.Process] = []
                 with contextlib.suppress(psutil.NoSuchProcess):
                     root = psutil.Process(process.pid)
                     for member in [root, *root.children(recursive=True)]:
@@ -219,10 +230,11 @@ def _measure(command: list[str], timeout: float) -> _Tree:
                             rss += member_rss
                             if member.pid != root.pid:
                                 seen.setdefault(member.pid, member.create_time())
-                                descendants += 1
+                                descendants.append(member)
                                 descendants_rss += member_rss
-                if rss > peak:
-                    peak, helpers, helpers_rss = rss, descendants, descendants_rss
+                if rss > peak:  # unique memory needs a read of every page map: only at a new peak
+                    peak, helpers, helpers_rss = rss, len(descendants), descendants_rss
+                    helpers_uss = sum(_uss(member) for member in descendants)
                 done.wait(SAMPLE_SECONDS)
 
         def expire() -> None:
@@ -248,7 +260,7 @@ def _measure(command: list[str], timeout: float) -> _Tree:
         orphan_cpu = _reap_orphans(seen, group)
         errors.seek(0)
         return _Tree(process.returncode, timed_out.is_set(), _cpu(usage) + orphan_cpu, orphan_cpu, peak, helpers,
-                     helpers_rss, errors.read().decode(errors="replace")[-2000:])  # fmt: skip
+                     helpers_rss, helpers_uss, errors.read().decode(errors="replace")[-2000:])  # fmt: skip
 
 
 def _crawl_command(backend: str, options: BenchOptions, origins: list[str], db: Path, stats: Path,
@@ -299,6 +311,7 @@ def run_one(
         orphan_cpu_seconds=tree.orphan_cpu_seconds,
         helper_processes=tree.peak_helpers,
         helper_rss_mb=tree.peak_helpers_rss / 2**20,
+        helper_uss_mb=tree.peak_helpers_uss / 2**20,
         problems=check(db, expected, served),
     )
 
@@ -345,6 +358,7 @@ class Row:
     correct: bool
     helper_processes: int = 0
     helper_rss_mb: float = 0.0
+    helper_uss_mb: float = 0.0
 
 
 def _share(runs: list[RunResult], part: Callable[[RunResult], float | None]) -> float | None:
@@ -377,6 +391,7 @@ def medians(results: list[RunResult]) -> list[Row]:
             correct=all(not run.problems for run in runs),
             helper_processes=int(statistics.median(run.helper_processes for run in runs)),
             helper_rss_mb=statistics.median(run.helper_rss_mb for run in runs),
+            helper_uss_mb=statistics.median(run.helper_uss_mb for run in runs),
         )
         for backend, runs in by_backend.items()
     ]
@@ -408,7 +423,8 @@ def helpers_note(rows: list[Row]) -> list[str]:
     """A line for each crawler that ran in several processes: how many, and the memory of each."""
     return [
         f"{row.backend}: {row.helper_processes} processes besides the crawl's own at the memory peak, "
-        f"{row.helper_rss_mb / row.helper_processes:.0f} MB RSS each (shared pages counted in each)"
+        f"{row.helper_uss_mb / row.helper_processes:.0f} MB of its own each "
+        f"({row.helper_rss_mb / row.helper_processes:.0f} MB RSS, shared pages counted in each)"
         for row in rows
         if row.helper_processes > 2  # more than a resource tracker and a forkserver
     ]

@@ -34,13 +34,16 @@ def test_the_process_backends_workers_are_counted() -> None:
     assert run.exit_code == 0, run.stderr
     runs = {result["backend"]: result for result in json.loads(run.stdout)["runs"]}
     # The pool's workers are children of the forkserver, which the crawl never waits for: without the
-    # subreaper their CPU was missing from the figure. Each worker imports requests at least (tens of ms).
+    # subreaper their CPU was missing from the figure. The forkserver imports the crawler and requests (tens of
+    # ms at least) before it forks them.
     process = runs["process"]
     assert process["orphan_cpu_seconds"] > 0.02 * 4
     assert process["cpu_seconds"] > process["orphan_cpu_seconds"]
     assert runs["thread"]["orphan_cpu_seconds"] == 0.0
     # Its memory per process is reported: 4 workers and the forkserver at least, the thread backend has none.
+    # What each holds of its own is less than its RSS, which counts the pages they share.
     assert process["helper_processes"] >= 4 + 1 and process["helper_rss_mb"] > 4 * 5
+    assert 0 < process["helper_uss_mb"] < process["helper_rss_mb"]
     assert runs["thread"]["helper_processes"] == 0
 
 
@@ -129,8 +132,8 @@ def test_the_table_says_how_many_processes_and_their_memory() -> None:
     assert run.exit_code == 0, run.stderr
     note = run.stdout.splitlines()[-1]
     assert re.fullmatch(
-        r"process: ([6-9]) processes besides the crawl's own at the memory peak, \d+ MB RSS each "
-        r"\(shared pages counted in each\)",
+        r"process: ([6-9]) processes besides the crawl's own at the memory peak, \d+ MB of its own each "
+        r"\(\d+ MB RSS, shared pages counted in each\)",
         note,
     ), note
 

@@ -12,13 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import sqlite_utils
 import typer
 
-from crawler.bench import BenchOptions, RunResult, helpers_note, medians, render
-from crawler.bench import run as run_bench
 from crawler.compare import compare_text, figures
 from crawler.config import (
     DEFAULT_BACKOFF,
@@ -40,7 +38,6 @@ from crawler.progress import ProgressDisplay
 from crawler.report import broken_text, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
 from crawler.serve import DEFAULT_PORT, ServeError, serve
-from crawler.siteserver import SiteOptions, serve_in_subprocess
 from storage import (
     BROKEN_COLUMNS,
     Owned,
@@ -56,6 +53,12 @@ from storage import (
     table_rows,
     top,
 )
+
+if TYPE_CHECKING:
+    from crawler.bench import RunResult
+
+# crawler.bench and crawler.siteserver (aiohttp with them: a quarter of a second) are imported by the commands
+# that use them, so that every other command, and a crawl, starts without them.
 
 app = typer.Typer(
     help="A concurrent web crawler: crawl with one of four concurrency models, then query the page database.",
@@ -261,6 +264,8 @@ def demo(
         remove_demo_database(db)
     except (JobError, Owned) as exc:
         fail(str(exc))
+    from crawler.siteserver import SiteOptions, serve_in_subprocess
+
     typer.echo(f"Serving a generated site of {pages} pages on 127.0.0.1 ...")
     with serve_in_subprocess(SiteOptions(pages)) as server:
         origin = server.origins[0]
@@ -310,6 +315,10 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
 ) -> None:
     """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
+    from crawler.bench import BenchOptions, helpers_note, medians, render
+    from crawler.bench import run as run_bench
+    from crawler.siteserver import SiteOptions
+
     options = BenchOptions(
         site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms, profile=site.value),
         backends=[backend.value for backend in backends or list(Backend)],

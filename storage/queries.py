@@ -276,15 +276,61 @@ def top(db: sqlite_utils.Database, limit: int) -> list[dict[str, Any]]:
     )
 
 
+# PRAGMAs that take an argument and only read: any other PRAGMA with a value sets something.
+_READING_PRAGMAS = frozenset({
+    "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+    "foreign_key_check", "integrity_check", "quick_check", "function_list", "pragma_list", "module_list",
+    "collation_list", "database_list", "compile_options",
+})  # fmt: skip
+
+
+class _Guard:
+    """An SQLite authorizer for `crawler query`: a read-only connection still lets ATTACH create a file, VACUUM
+    INTO write one, and a PRAGMA try to change the journal ("disk I/O error"). It refuses them, and remembers
+    why, for the message."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+        self.asked = False  # SQLite compiled something: a blank or comment-only text compiles nothing
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, database: str | None,
+                 trigger: str | None) -> int:  # fmt: skip
+        self.asked = True
+        if action == sqlite3.SQLITE_ATTACH:  # VACUUM attaches its output (or a temporary database) too
+            self.refused = "ATTACH and VACUUM write other files"
+        elif action == sqlite3.SQLITE_DETACH:
+            self.refused = "DETACH changes the connection"
+        elif action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+            self.refused = "a transaction statement does nothing on its own"
+        elif action == sqlite3.SQLITE_PRAGMA and arg2 is not None and (arg1 or "").lower() not in _READING_PRAGMAS:
+            self.refused = f"PRAGMA {arg1} = ... changes a setting"
+        else:
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+
 def run_query(db: sqlite_utils.Database, sql: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-    """Run one SQL statement; returns its column names and a row iterator. Writes raise `ReadOnlyError`."""
+    """Run one SQL statement; returns its column names and a row iterator. A statement that would write the
+    database or any other file (ATTACH, VACUUM INTO, a PRAGMA setting), a transaction statement, or no
+    statement at all raises `ReadOnlyError`."""
+    guard = _Guard()
+    db.conn.set_authorizer(guard)
+    isolation = db.conn.isolation_level
+    db.conn.isolation_level = None  # no implicit BEGIN before a write: the write itself is refused, and says so
     try:
         cursor = db.execute(sql)
-    except sqlite3.OperationalError as exc:
+    except sqlite3.DatabaseError as exc:
+        if guard.refused is not None:
+            raise ReadOnlyError(f"`crawler query` only reads the page database: {guard.refused}") from None
         if "readonly" in str(exc) or "query_only" in str(exc):
             raise ReadOnlyError(f"the database is opened read-only; `crawler query` cannot change it ({exc})") from None
         raise StorageError(f"SQL error: {exc}") from None
     except sqlite3.Error as exc:
         raise StorageError(f"SQL error: {exc}") from None
+    finally:
+        db.conn.set_authorizer(None)  # statements are authorised as they are compiled: this one is
+        db.conn.isolation_level = isolation
+    if not guard.asked:
+        raise ReadOnlyError('no SQL statement to run: give one, e.g. "SELECT url, size FROM pages"')
     columns = [description[0] for description in cursor.description or []]
     return columns, iter(cursor)

@@ -195,6 +195,59 @@ def test_query_refuses_writes_and_reports_sql_errors(crawled: Path, sql: str, me
     assert rows(crawled, "SELECT count(*) AS n FROM links")[0]["n"] > 0
 
 
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("ATTACH DATABASE '{other}' AS other", "ATTACH and VACUUM write other files"),
+        ("VACUUM INTO '{other}'", "ATTACH and VACUUM write other files"),
+        ("VACUUM", "ATTACH and VACUUM write other files"),
+        ("PRAGMA journal_mode=DELETE", "PRAGMA journal_mode = ... changes a setting"),
+        ("pragma USER_VERSION = 7", "PRAGMA USER_VERSION = ... changes a setting"),
+        ("BEGIN", "a transaction statement does nothing on its own"),
+        ("SAVEPOINT x", "a transaction statement does nothing on its own"),
+    ],
+)
+def test_query_touches_no_other_file_and_changes_no_setting(crawled: Path, tmp_path: Path, sql: str,
+                                                              why: str) -> None:  # fmt: skip
+    # A read-only connection alone let ATTACH create a file and VACUUM INTO write one (exit 0), and turned a
+    # journal change into "disk I/O error".
+    other = tmp_path / "other.db"
+    files = sorted(path.name for path in crawled.parent.iterdir())
+    run = run_cli("query", sql.format(other=other), "--db", str(crawled))
+    assert (run.exit_code, run.stdout, run.stderr) == (
+        2,
+        "",
+        f"Error: `crawler query` only reads the page database: {why}\n",
+    )
+    assert not other.exists()
+    assert sorted(path.name for path in crawled.parent.iterdir()) == files
+    assert rows(crawled, "PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+
+
+@pytest.mark.parametrize("sql", ["", "   ", "/* only a comment */"])
+def test_query_without_a_statement_says_so(crawled: Path, sql: str) -> None:
+    run = run_cli("query", sql, "--db", str(crawled))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == 'Error: no SQL statement to run: give one, e.g. "SELECT url, size FROM pages"\n'
+
+
+@pytest.mark.parametrize(
+    ("sql", "output"),
+    [
+        ("PRAGMA journal_mode", ["journal_mode", "-" * 14, "wal"]),
+        ("SELECT name FROM pragma_table_info('pages') LIMIT 1", ["name", "-" * 6, "url"]),
+        ("PRAGMA table_info(pages)", None),
+    ],
+)
+def test_query_still_reads_pragmas(crawled: Path, sql: str, output: list[str] | None) -> None:
+    run = run_cli("query", sql, "--db", str(crawled))
+    assert run.exit_code == 0, run.stderr
+    if output is None:  # one row a column of `pages`
+        assert run.stdout.splitlines()[2].split()[:3] == ["0", "url", "TEXT"]
+    else:
+        assert run.stdout.split() == output
+
+
 def test_query_rejects_both_csv_and_json(crawled: Path) -> None:
     run = run_cli("query", "SELECT 1", "--csv", "--json", "--db", str(crawled))
     assert (run.exit_code, run.stderr.strip()) == (2, "Error: choose one of --csv and --json")

@@ -9,6 +9,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
 
@@ -86,6 +87,14 @@ def test_every_command_has_help() -> None:
         run = run_cli(command, "--help")
         assert run.exit_code == 0
         assert "Usage: crawler " + command in run.stdout
+        assert run_cli(command, "-h").stdout == run.stdout  # as most tools take it
+
+
+def test_version_and_short_help() -> None:
+    version = subprocess.run([sys.executable, "-m", "crawler", "--version"], capture_output=True, text=True)
+    assert (version.returncode, version.stdout, version.stderr) == (0, f"crawler {metadata.version('crawler')}\n", "")
+    assert run_cli("-h").stdout == run_cli("--help").stdout
+    assert "Usage: crawler [OPTIONS] COMMAND" in run_cli("-h").stdout
 
 
 def test_crawl_help_states_every_default() -> None:
@@ -212,6 +221,7 @@ def test_query_touches_no_other_file_and_changes_no_setting(crawled: Path, tmp_p
     # A read-only connection alone let ATTACH create a file and VACUUM INTO write one (exit 0), and turned a
     # journal change into "disk I/O error".
     other = tmp_path / "other.db"
+    run_cli("query", "SELECT 1", "--db", str(crawled))  # a first read of a WAL database leaves -wal and -shm files
     files = sorted(path.name for path in crawled.parent.iterdir())
     run = run_cli("query", sql.format(other=other), "--db", str(crawled))
     assert (run.exit_code, run.stdout, run.stderr) == (

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TextIO
 
 import sqlite_utils
 import typer
+import typer.core
 
 from crawler.compare import compare_text, figures
 from crawler.config import (
@@ -61,8 +62,44 @@ if TYPE_CHECKING:
 # crawler.bench and crawler.siteserver (aiohttp with them: a quarter of a second) are imported by the commands
 # that use them, so that every other command, and a crawl, starts without them.
 
+# click's UsageError (a bad option, value or command), which typer exports only as BadParameter's base.
+_UsageError: type[Exception] = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")
+
+
+def _usage_error(exc: Exception) -> NoReturn:
+    """Print a usage error as one line, where typer draws a box under the usage, and exit 2."""
+    context = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and context is not None:  # `crawler` alone: its help
+        typer.echo(context.get_help())
+        raise typer.Exit(EXIT_USAGE)
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = message.replace("Value error, ", "")  # typer's validation wording
+    command = context.command_path if context is not None else "crawler"
+    typer.echo(f"Error: {message.rstrip('.')}. Try '{command} -h'.", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+class _OneLineErrors(typer.core.TyperGroup):
+    """The command group, its usage errors and its commands' printed as one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """As typer's, a usage error in the group's own options or command name in one line."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except _UsageError as exc:
+            _usage_error(exc)
+
+    def invoke(self, ctx: Any) -> Any:
+        """As typer's, a usage error in a command's options or arguments in one line."""
+        try:
+            return super().invoke(ctx)
+        except _UsageError as exc:
+            _usage_error(exc)
+
+
 app = typer.Typer(
     help="A concurrent web crawler: crawl with one of four concurrency models, then query the page database.",
+    cls=_OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -19,7 +19,7 @@ from crawler.cli import app
 from crawler.report import human_bytes
 from crawler.sitegen import page_path
 from crawler.siteserver import SiteServer
-from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli
+from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli, run_line
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,35 @@ def test_seeds_default_to_seeds_txt(site: SiteServer, tmp_path: Path) -> None:
     run = run_cli("crawl", "--db", "out.db", cwd=tmp_path)
     assert run.exit_code == 0, run.stderr
     assert list(pages_by_url(tmp_path / "out.db")) == [site.url("/docs/deep/two.html")]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["crawl", "--concurrency", "x"],
+            "Invalid value for '--concurrency': Input should be a valid integer, "
+            "unable to parse string as an integer. Try 'crawler crawl -h'.",
+        ),
+        (
+            ["crawl", "--backend", "fibers"],
+            "Invalid value for '--backend' / '-b': 'fibers' is not one of 'asyncio', "
+            "'thread', 'process', 'gevent'. Try 'crawler crawl -h'.",
+        ),
+        (["stats", "--nope"], "No such option: --nope. Try 'crawler stats -h'."),
+        (["nope"], "No such command 'nope'. Try 'crawler -h'."),
+        (["--nope"], "No such option: --nope. Try 'crawler -h'."),
+        (["query"], "Missing argument 'sql'. Try 'crawler query -h'."),
+    ],
+)
+def test_a_usage_error_is_one_line_whose_hint_runs(tmp_path: Path, args: list[str], line: str) -> None:
+    # Typer drew a box of four or five lines under the usage, with a stray "Value error," in some messages.
+    run = run_cli(*args, cwd=tmp_path)
+    assert (run.exit_code, run.stdout, run.stderr) == (2, "", f"Error: {line}\n")
+    hint = line.rpartition("Try '")[2].removesuffix("'.")
+    helped = run_line(hint)
+    assert helped.exit_code == 0
+    assert helped.stdout.split()[: len(hint.split())] == ["Usage:", *hint.split()[:-1]]
 
 
 @pytest.mark.parametrize(

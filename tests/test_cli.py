@@ -48,10 +48,54 @@ def test_bad_seed_lines_are_reported_and_the_rest_crawled(site: SiteServer, back
     assert run.exit_code == 0, run.stderr
     skipped = [line for line in run.stderr.splitlines() if line.startswith("Skipped seed:")]
     assert [line.split(": ", 2)[1] for line in skipped] == [f"{seeds}:4", f"{seeds}:5", f"{seeds}:6"]
-    assert "did you mean https://example.com?" in skipped[0]
+    assert "not a URL (no scheme); did you mean http://example.com/?" in skipped[0]
     assert "unsupported scheme 'ftp'" in skipped[1]
     assert sorted(pages_by_url(db)) == [site.url("/about.html"), site.url("/docs/guide.html")]
     assert "from 2 seeds" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        ("example.org", "seed file not found: example.org; did you mean http://example.org/?"),
+        (
+            "www.example.org/docs?x=1",
+            "seed file not found: www.example.org/docs?x=1; did you mean http://www.example.org/docs?x=1?",
+        ),
+        ("missing-seeds.txt", "seed file not found: missing-seeds.txt"),  # a file name, not a host
+        ("nohost", "seed file not found: nohost"),
+    ],
+)
+def test_a_seed_without_a_scheme_says_which_url_it_means(tmp_path: Path, seed: str, message: str) -> None:
+    run = run_cli("crawl", seed, "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert (run.exit_code, run.stderr) == (2, f"Error: {message}\n")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_the_url_a_host_and_port_seed_means_crawls(site: SiteServer, tmp_path: Path) -> None:
+    host_and_port = site.url("/").removeprefix("http://").removesuffix("/")
+    run = run_cli("crawl", host_and_port, "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert (run.exit_code, run.stderr) == (2, f"Error: seed file not found: {host_and_port}; did you mean "
+                                              f"{site.url('/')}?\n")  # fmt: skip
+    meant = run.stderr.rpartition("did you mean ")[2].removesuffix("?\n")
+    run = run_cli("crawl", meant, "--db", str(tmp_path / "x.db"), "--depth", "0", cwd=tmp_path)
+    assert run.exit_code == 0, run.stderr
+    assert list(pages_by_url(tmp_path / "x.db")) == [site.url("/")]
+
+
+@pytest.mark.parametrize("seed", ["javascript:alert(1)", "mailto:someone@example.org", "JavaScript:void(0)"])
+def test_a_seed_with_another_scheme_gets_no_https_hint(tmp_path: Path, seed: str) -> None:
+    # It was read as a file name ("seed file not found"), and in a seed file given "did you mean
+    # https://javascript:alert(1)?".
+    scheme = seed.partition(":")[0].lower()
+    reason = f"unsupported scheme {scheme!r} (only http and https are crawled): {seed!r}"
+    run = run_cli("crawl", seed, "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert (run.exit_code, run.stderr.splitlines()) == (
+        2, [f"Skipped seed: command line: {reason}", "Error: no valid seed URL to crawl"]
+    )  # fmt: skip
+    (tmp_path / "seeds.txt").write_text(seed + "\n")
+    run = run_cli("crawl", "seeds.txt", "--db", str(tmp_path / "x.db"), cwd=tmp_path)
+    assert run.stderr.splitlines()[0] == f"Skipped seed: seeds.txt:1: {reason}"
 
 
 def test_seeds_default_to_seeds_txt(site: SiteServer, tmp_path: Path) -> None:

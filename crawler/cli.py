@@ -37,7 +37,7 @@ from crawler.config import (
 from crawler.html_report import ReportError, render_report
 from crawler.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
 from crawler.progress import ProgressDisplay
-from crawler.report import broken_text, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
+from crawler.report import broken_text, counted, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
 from crawler.seeds import SeedError, load_seeds
 from crawler.serve import DEFAULT_PORT, ServeError, serve
 from storage import (
@@ -322,7 +322,7 @@ def demo(
         fail(str(exc))
     from crawler.siteserver import SiteOptions, serve_in_subprocess
 
-    typer.echo(f"Serving a generated site of {pages} pages on 127.0.0.1 ...")
+    typer.echo(f"Serving a generated site of {counted(pages, 'page')} on 127.0.0.1 ...")
     with serve_in_subprocess(SiteOptions(pages)) as server:
         origin = server.origins[0]
         typer.echo(f"Crawling {origin}/ with the {backend.value} backend\n")

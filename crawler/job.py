@@ -22,6 +22,7 @@ from crawler.config import DEFAULT_DB, FIXED_SETTINGS, CrawlConfig
 from crawler.engine import Engine
 from crawler.frontier_local import LocalFrontier
 from crawler.meter import ResourceMeter
+from crawler.report import counted
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
 from fetchers import FetchSettings, get_fetcher
 from parsers import get_parser
@@ -176,7 +177,9 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
         job = _plan(store, request)
         config = job.config
         if job.resumed:
-            tell(f"Resuming the crawl in {config.db_path}: {store.done:,} pages done, {store.queued:,} queued.")
+            tell(
+                f"Resuming the crawl in {config.db_path}: {counted(store.done, 'page')} done, {store.queued:,} queued."
+            )
             for name, (was, now) in job.overrides.items():
                 tell(f"  {_flag(name)} {now} (the crawl had {was})")
             if job.new_seeds:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from crawler.report import human_bytes
+from crawler.report import counted, human_bytes
 from crawler.summary import CrawlSummary
 
 LOG_INTERVAL = 5.0
@@ -30,8 +30,9 @@ class Mode(StrEnum):
 def status_line(summary: CrawlSummary) -> str:
     """One line: what is done, queued and in flight, errors, rate and bytes."""
     return (
-        f"{summary.pages:,} pages  {summary.queued:,} queued  {summary.in_flight} in flight  "
-        f"{summary.errors:,} errors  {summary.retries:,} retries  {summary.pages_per_second:.1f} pages/s  "
+        f"{counted(summary.pages, 'page')}  {summary.queued:,} queued  {summary.in_flight:,} in flight  "
+        f"{counted(summary.errors, 'error')}  {counted(summary.retries, 'retry', 'retries')}  "
+        f"{summary.pages_per_second:,.1f} pages/s  "
         f"{human_bytes(summary.bytes)}"
     )
 

@@ -24,6 +24,12 @@ def human_bytes(count: float, short: bool = False) -> str:
     raise AssertionError("unreachable")
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """1 -> '1 page', 1359 -> '1,359 pages': a count and its noun, agreeing."""
+    noun = singular if count == 1 else (plural or singular + "s")
+    return f"{count:,} {noun}"
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """An aligned plain-text table."""
     return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True, missingval="")
@@ -31,23 +37,24 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
     """The one-screen summary printed when a crawl ends."""
-    kinds = ", ".join(f"{kind} {count}" for kind, count in summary.errors_by_kind.most_common())
+    kinds = ", ".join(f"{kind} {count:,}" for kind, count in summary.errors_by_kind.most_common())
     state = "Interrupted after" if summary.interrupted else "Crawled"
     lines = [
-        f"{state} {summary.pages} pages from {seeds} seed{'s' if seeds != 1 else ''} "
-        f"with the {summary.backend} backend in {summary.elapsed:.2f} s ({summary.pages_per_second:.1f} pages/s)",
-        f"  ok       {summary.pages - summary.errors}",
-        f"  errors   {summary.errors}" + (f"  ({kinds})" if kinds else ""),
-        f"  retries  {summary.retries}",
+        f"{state} {counted(summary.pages, 'page')}"
+        + (f" from {counted(seeds, 'seed')}" if seeds else "")
+        + f" with the {summary.backend} backend in {summary.elapsed:.2f} s ({summary.pages_per_second:,.1f} pages/s)",
+        f"  ok       {summary.pages - summary.errors:,}",
+        f"  errors   {summary.errors:,}" + (f"  ({kinds})" if kinds else ""),
+        f"  retries  {summary.retries:,}",
         f"  bytes    {human_bytes(summary.bytes)} ({summary.bytes:,})",
         f"  database {db_path}",
     ]
     if summary.resumed_from:
-        lines.append(f"  resumed  after {summary.resumed_from:,} pages done in earlier runs")
+        lines.append(f"  resumed  after {counted(summary.resumed_from, 'page')} done in earlier runs")
     if summary.queued:
-        lines.append(f"  queued   {summary.queued:,} URLs not crawled yet")
+        lines.append(f"  queued   {counted(summary.queued, 'URL')} not crawled yet")
     if summary.capped:
-        lines.append(f"  capped   {summary.capped:,} URLs not fetched: over --max-pages-per-host")
+        lines.append(f"  capped   {counted(summary.capped, 'URL')} not fetched: over --max-pages-per-host")
     return "\n".join(lines)
 
 

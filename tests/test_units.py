@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from crawler.__main__ import wants_gevent
 from crawler.cli import Backend, ParserName
 from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
-from crawler.report import human_bytes
+from crawler.report import human_bytes, summary_text
 from crawler.retries import retry_after_seconds
 from crawler.scheduler import Request, Scheduler
 from crawler.seeds import SeedError, load_seeds
@@ -334,6 +335,32 @@ def test_scheduler_holds_retries_and_caps_pages_per_host() -> None:
     retry = scheduler.pop(3)
     assert (retry.url, retry.attempt) == ("http://a/1", 2)  # type: ignore[union-attr]
     assert scheduler.queued == 0
+
+
+def test_counts_and_their_nouns_agree() -> None:
+    # "Crawled 1 pages", "1 retries", "queued 1 URLs", "from 0 seeds" on resume, 1359 beside 1,359 (issue #11).
+    one = CrawlSummary(backend="gevent", pages=1, errors=1, bytes=10, elapsed=1.0, retries=1, queued=1, capped=1,
+                       resumed_from=1, in_flight=1, errors_by_kind=Counter({"timeout": 1}))  # fmt: skip
+    assert summary_text(one, 0, "c.db").splitlines() == [
+        "Crawled 1 page with the gevent backend in 1.00 s (1.0 pages/s)",
+        "  ok       0",
+        "  errors   1  (timeout 1)",
+        "  retries  1",
+        "  bytes    10 B (10)",
+        "  database c.db",
+        "  resumed  after 1 page done in earlier runs",
+        "  queued   1 URL not crawled yet",
+        "  capped   1 URL not fetched: over --max-pages-per-host",
+    ]
+    assert status_line(one) == "1 page  1 queued  1 in flight  1 error  1 retry  1.0 pages/s  10 B"
+    many = CrawlSummary(backend="thread", pages=1359, errors=1001, elapsed=1.0, retries=2000)
+    assert summary_text(many, 1, "c.db").splitlines()[:4] == [
+        "Crawled 1,359 pages from 1 seed with the thread backend in 1.00 s (1,359.0 pages/s)",
+        "  ok       358",
+        "  errors   1,001",
+        "  retries  2,000",
+    ]
+    assert summary_text(many, 2, "c.db").startswith("Crawled 1,359 pages from 2 seeds ")
 
 
 class _Terminal(io.StringIO):

@@ -19,7 +19,7 @@ from typing import Any
 import sqlite_utils
 
 import storage
-from crawler.report import human_bytes, size_range
+from crawler.report import counted, human_bytes, size_range
 from storage import Stats, StorageError
 
 ACCENT = "#2f62c9"
@@ -95,12 +95,12 @@ def _statuses(db: sqlite_utils.Database) -> list[Bar]:
         except ValueError:
             label = str(status)
         tone = "error" if status >= 400 else "muted" if status >= 300 else "accent"
-        bars.append(Bar(label, count, f"HTTP {label}: {count:,} page{_s(count)}", tone))
+        bars.append(Bar(label, count, f"HTTP {label}: {counted(count, 'page')}", tone))
     for kind, count in db.execute(
         "SELECT coalesce(error_kind, 'unknown'), count(*) FROM pages WHERE status IS NULL "
         "GROUP BY 1 ORDER BY count(*) DESC, 1"
     ):
-        bars.append(Bar(f"{kind} (no response)", count, f"{kind}, no response: {count:,} page{_s(count)}", "error"))
+        bars.append(Bar(f"{kind} (no response)", count, f"{kind}, no response: {counted(count, 'page')}", "error"))
     return bars
 
 
@@ -157,10 +157,6 @@ def _timeline(db: sqlite_utils.Database, runs: list[dict[str, Any]] | None) -> t
 def esc(value: object) -> str:
     """Text made safe for HTML element content and quoted attributes."""
     return html.escape(str(value), quote=True)
-
-
-def _s(count: float) -> str:
-    return "" if count == 1 else "s"
 
 
 def _number(value: float) -> str:
@@ -404,7 +400,7 @@ def line_chart(chart_id: str, title: str, desc: str, series: Sequence[Series], w
             start = bucket * width_s
             tooltip = (
                 f"{line.label}, {_duration(start)}{DASH}{_duration(start + width_s)}: "
-                f"{count:,} page{_s(count)} ({_trim(round(count / width_s, 1))} pages/s)"
+                f"{counted(count, 'page')} ({_trim(round(count / width_s, 1))} pages/s)"
             )
             parts.append(
                 f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" '
@@ -537,7 +533,7 @@ def _sizes_section(totals: Stats) -> str:
     bars = []
     for low, high, count in totals.histogram:
         label = size_range(low, high).replace("-", DASH)
-        bars.append(Bar(label, count, f"{label}: {count:,} page{_s(count)}"))
+        bars.append(Bar(label, count, f"{label}: {counted(count, 'page')}"))
     chart = column_chart(
         "chart-sizes",
         "Page size distribution",
@@ -559,7 +555,7 @@ def _hosts_section(totals: Stats) -> str:
     sizes: list[Bar] = []
 
     def add(host: str, count: int, size: int, errors: int, other: bool = False) -> None:
-        tooltip = f"{host}: {count:,} page{_s(count)}, {errors:,} error{_s(errors)}"
+        tooltip = f"{host}: {counted(count, 'page')}, {counted(errors, 'error')}"
         pages.append(Bar(host, count, tooltip, "muted" if other else "accent"))
         sizes.append(Bar(host, size, f"{host}: {human_bytes(size)} ({size:,} bytes)", "muted" if other else "tint"))
 
@@ -568,7 +564,7 @@ def _hosts_section(totals: Stats) -> str:
     rest = totals.hosts - len(totals.by_host)
     if rest > 0:
         add(
-            f"other ({rest:,} host{_s(rest)})",
+            f"other ({counted(rest, 'host')})",
             totals.pages - sum(row.pages for row in totals.by_host),
             totals.total_bytes - sum(row.bytes for row in totals.by_host),
             totals.errors - sum(row.errors for row in totals.by_host),
@@ -631,7 +627,7 @@ def _timeline_section(db: sqlite_utils.Database, runs: list[dict[str, Any]] | No
     chart = line_chart(
         "chart-timeline",
         "Pages per second over the run",
-        f"{len(series)} line{_s(len(series))}, {_trim(width_s)}-second buckets",
+        f"{counted(len(series), 'line')}, {_trim(width_s)}-second buckets",
         series,
         width_s,
     )
@@ -661,7 +657,7 @@ def _compare_section(runs: list[dict[str, Any]] | None, chosen: bool) -> str:
     chart = column_chart(
         "chart-backends",
         "Pages per second by run",
-        f"{len(runs)} run{_s(len(runs))}",
+        f"{counted(len(runs), 'run')}",
         bars,
         y_label="pages/s",
         x_label="run",

@@ -110,7 +110,7 @@ def stats_text(stats: Stats) -> str:
         ("max size", human_bytes(stats.max_size)),
     ]
     if stats.capped:
-        totals.append(("not fetched", f"{stats.capped:,} URLs over --max-pages-per-host"))
+        totals.append(("not fetched", f"{counted(stats.capped, 'URL')} over --max-pages-per-host"))
     hosts = table(
         ["host", "pages", "bytes", "median size", "errors"],
         [

@@ -182,13 +182,13 @@ def test_a_per_host_cap_ends_the_crawl_and_is_counted(serve: Serve, backend: str
     base = ("--db", str(db), "--backend", backend, "--depth", "100", "--ignore-robots")
     run = run_cli("crawl", server.url("/"), *base, "--max-pages-per-host", "3")
     assert run.exit_code == 0, run.stderr
-    assert "capped   1 URLs not fetched: over --max-pages-per-host" in run.stdout
+    assert "capped   1 URL not fetched: over --max-pages-per-host" in run.stdout
     assert len(pages_by_url(db)) == 3
     assert rows(db, "SELECT state, count(*) AS n FROM frontier GROUP BY state ORDER BY state") == [
         {"state": "capped", "n": 1}, {"state": "done", "n": 3},
     ]  # fmt: skip
     assert rows(db, "SELECT status FROM runs") == [{"status": "finished"}]
-    assert "not fetched  1 URLs over --max-pages-per-host" in run_cli("stats", "--db", str(db)).stdout
+    assert "not fetched  1 URL over --max-pages-per-host" in run_cli("stats", "--db", str(db)).stdout
     again = run_cli("crawl", "--resume", *base)
     assert (again.exit_code, again.stderr.strip()) == (2, f"Error: {db} holds no unfinished crawl to resume")
     # A raised cap continues the crawl from the URLs the old one skipped.

@@ -142,12 +142,12 @@ def test_restart_and_resume_flags(site: SiteServer, backend: str, tmp_path: Path
     nothing = run_cli("crawl", "--resume", *base)
     assert (nothing.exit_code, nothing.stderr.strip()) == (2, f"Error: {db} holds no unfinished crawl to resume")
     again = run_cli("crawl", site.url("/"), *base, "--depth", "0")
-    assert "Crawled 1 pages" in again.stdout and "resumed" not in again.stdout
+    assert "Crawled 1 page from 1 seed" in again.stdout and "resumed" not in again.stdout
     # --restart forgets an unfinished crawl and starts from the seeds given.
     assert run_cli("crawl", site.url("/"), *base, "--depth", "5", "--max-pages", "2").exit_code == 0
     assert frontier_states(db)["queued"] > 0
     restarted = run_cli("crawl", site.url("/about.html"), *base, "--depth", "0", "--restart")
-    assert "Crawled 1 pages" in restarted.stdout and "resumed" not in restarted.stdout
+    assert "Crawled 1 page from 1 seed" in restarted.stdout and "resumed" not in restarted.stdout
     assert frontier_states(db) == {"done": 1}
     both = run_cli("crawl", "--resume", "--restart", *base)
     assert (both.exit_code, both.stderr.strip()) == (2, "Error: choose one of --resume and --restart")

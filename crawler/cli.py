@@ -34,6 +34,7 @@ from crawler.config import (
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
 )
+from crawler.extras import install_hint
 from crawler.html_report import ReportError, render_report
 from crawler.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
 from crawler.progress import ProgressDisplay
@@ -360,9 +361,8 @@ def bench(
         list[Peer] | None,
         typer.Option(
             "--peer",
-            # "\\[": a literal bracket, which rich would otherwise take for markup and drop.
-            help='Also measure a peer: scrapy (pip install "crawler\\[bench]") or lean, '
-            "a minimal aiohttp + lxml loop (repeat the option).",
+            help=f"Also measure a peer: scrapy ({install_hint('bench')}) or lean, a minimal aiohttp + lxml loop "
+            "(repeat the option).",
         ),
     ] = None,
     crawl_timeout: Annotated[
@@ -600,7 +600,10 @@ def report_command(
     typer.echo(f"Wrote {output} ({human_bytes(len(html.encode()))}): open it in any browser, no network needed.")
 
 
-@app.command("serve")
+@app.command(
+    "serve",
+    help=f"Browse the page database in Datasette, read-only, on 127.0.0.1 (needs Datasette: {install_hint('serve')}).",
+)
 def serve_command(
     db: DbOption = Path(DEFAULT_DB),
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port on 127.0.0.1 (0: any free).")] = (
@@ -608,13 +611,10 @@ def serve_command(
     ),
     open_browser: Annotated[bool, typer.Option("--open", help="Open it in your web browser.")] = False,
 ) -> None:
-    """Browse the page database in Datasette, read-only, on 127.0.0.1 (needs: pip install "crawler[serve]")."""
     try:
         code = serve(db, port, open_browser)
-    except StorageError as exc:
+    except (StorageError, ServeError) as exc:
         fail(str(exc))
-    except ServeError as exc:
-        fail(str(exc), 1)
     raise typer.Exit(code)
 
 

@@ -30,7 +30,6 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 BATCH = 200  # rows per transaction
 SCHEMA = "CREATE TABLE pages (url TEXT PRIMARY KEY, status INTEGER, size INTEGER, title TEXT, link_count INTEGER)"
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
-SCRAPY_MISSING = 'scrapy is not installed: pip install "crawler[bench]"'
 EXIT_SCRAPY_MISSING = 3
 SCRAPY_CONCURRENT_ITEMS = 8  # Scrapy starts this many tasks for the output of every response: 100 by default
 
@@ -104,7 +103,9 @@ def run_scrapy(seeds: list[str], db: Path, stats_json: Path, concurrency: int, p
     except ModuleNotFoundError as exc:
         if exc.name != "scrapy":
             raise
-        print(SCRAPY_MISSING, file=sys.stderr)  # noqa: T201
+        from crawler.extras import install_hint  # the standard library's importlib alone
+
+        print(f"scrapy is not installed: {install_hint('bench')}", file=sys.stderr)  # noqa: T201
         return EXIT_SCRAPY_MISSING
     from scrapy.crawler import AsyncCrawlerProcess
     from scrapy.http import HtmlResponse, Request, Response

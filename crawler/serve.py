@@ -32,11 +32,11 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from crawler.extras import install_hint
 from storage import broken_links_sql, open_readonly
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
-INSTALL_HINT = 'pip install "crawler[serve]"'
 SQL_TIME_LIMIT_MS = 20_000  # Datasette's default, 1 s, is short for a join over the links of a large crawl
 STOP_SECONDS = 10.0  # after Ctrl-C, SIGTERM or SIGHUP, how long Datasette may take to shut down before it is killed
 # The signals that stop `serve` as Ctrl-C does (Windows has no SIGHUP).
@@ -55,7 +55,7 @@ class DatasetteMissing(ServeError):
     """Datasette, an optional extra, is not installed in this Python environment."""
 
     def __init__(self) -> None:
-        super().__init__(f"`crawler serve` needs Datasette, which is not installed: {INSTALL_HINT}")
+        super().__init__(f"`crawler serve` needs Datasette, which is not installed: {install_hint('serve')}")
 
 
 PAGES_DESCRIPTIONS: dict[str, str] = {
@@ -271,6 +271,17 @@ def free_port() -> int:
         return port
 
 
+def port_taken(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:`port` (bound as uvicorn binds, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+        return False
+
+
 def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -> int:
     """Serve the page database read-only with Datasette on 127.0.0.1:`port` until it stops, or until Ctrl-C,
     SIGTERM or SIGHUP stops it (see the module's docstring); returns 0 after such a signal, else Datasette's
@@ -284,6 +295,8 @@ def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -
     if any(char in str(db_path) for char in "?#%"):
         # Datasette opens `file:PATH?mode=ro` as a URI, where ? and # end the path and %XX is decoded.
         raise ServeError(f"Datasette cannot open a database whose path contains ?, # or %: {db_path}")
+    if port != 0 and port_taken(port):  # Datasette would print uvicorn's log and exit 3
+        raise ServeError(f"port {port} on {HOST} is in use: choose another with --port (0: any free port)")
     if open_browser and port == 0:
         port = free_port()  # the browser needs the real port, which Datasette only learns when it listens
     with StopSignals() as signals, tempfile.TemporaryDirectory(prefix="crawler-serve-") as directory:

@@ -19,6 +19,7 @@ import pytest
 import sqlite_utils
 
 from crawler.bench import check
+from crawler.extras import install_hint
 from crawler.sitegen import generate_site
 from crawler.siteserver import SiteOptions, serve_in_subprocess
 from parsers import PARSERS, get_parser
@@ -121,9 +122,10 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
     assert medians["lean"]["parse_share"] is None and medians["asyncio"]["parse_share"] > 0
 
 
-def test_the_help_names_the_extra_that_installs_scrapy() -> None:
+def test_the_help_says_what_installs_scrapy() -> None:
     run = run_cli("bench", "--help")
-    assert 'scrapy (pip install "crawler[bench]")' in " ".join(run.stdout.replace("│", " ").split())
+    assert f"scrapy ({install_hint('bench')})" in " ".join(run.stdout.replace("│", " ").split())
+    assert install_hint("bench") == 'pip install "scrapy>=2.14"'
 
 
 def test_the_table_says_how_many_processes_and_their_memory() -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from crawler.bench import check
-from crawler.peers import EXIT_SCRAPY_MISSING, PEERS, SCRAPY_MISSING
+from crawler.extras import install_hint
+from crawler.peers import EXIT_SCRAPY_MISSING, PEERS
 from crawler.sitegen import HTML, Resource, Site, generate_site
 from crawler.siteserver import SiteServer, serve_in_thread
 from tests.conftest import rows
@@ -136,5 +137,5 @@ def test_scrapy_missing_is_one_line_and_exit_3(tmp_path: Path) -> None:
     # Without site-packages (`python -S`), Scrapy cannot be imported, as when the bench extra is not installed;
     # crawler.peers itself imports only the standard library, and is found from the repository (the cwd).
     run = run_peer("scrapy", tmp_path, "http://127.0.0.1:9/", "-S")
-    assert (run.exit_code, run.stderr) == (EXIT_SCRAPY_MISSING, SCRAPY_MISSING + "\n")
+    assert (run.exit_code, run.stderr) == (EXIT_SCRAPY_MISSING, f"scrapy is not installed: {install_hint('bench')}\n")
     assert not run.db.exists()

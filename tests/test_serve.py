@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,13 +25,14 @@ from typing import Any
 import psutil
 import pytest
 
+from crawler.extras import install_hint
 from crawler.serve import CANNED_QUERIES, HOST, DatasetteMissing, ServeError, datasette_command, metadata, serve
 from crawler.sitegen import Resource
 from crawler.siteserver import SiteServer
 from storage import StorageError
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, page_html, rows, run_cli
 
-pytest.importorskip("datasette", reason='Datasette is an optional extra: pip install "crawler[serve]"')
+pytest.importorskip("datasette", reason=f"Datasette is an optional extra: {install_hint('serve')}")
 
 ROOT = Path(__file__).resolve().parents[1]
 START_SECONDS = 30.0
@@ -366,9 +368,44 @@ def test_serve_explains_what_is_missing_or_unusable(
     with pytest.raises(ServeError, match="contains"):
         serve(odd, 0)
     monkeypatch.setattr("crawler.serve.datasette_installed", lambda: False)
-    with pytest.raises(DatasetteMissing, match=re.escape('pip install "crawler[serve]"')):
+    with pytest.raises(DatasetteMissing, match=re.escape('pip install "datasette<1.0,>=0.65"')):
         serve(crawled, 0)
     assert issubclass(DatasetteMissing, ServeError)
+    # From the command line: one line, exit 2, as for any unusable input (it was 1).
+    run = run_cli("serve", "--db", str(crawled))
+    assert (run.exit_code, run.stderr) == (
+        2, 'Error: `crawler serve` needs Datasette, which is not installed: pip install "datasette<1.0,>=0.65"\n'
+    )  # fmt: skip
+
+
+def test_the_install_hints_name_what_the_extras_install() -> None:
+    # The hint is read from the installed package's metadata, so it is the extra's requirement as pyproject.toml
+    # states it; the README and each command's help give the same command. (Running it would install from
+    # PyPI: not in a test.) It was 'pip install "crawler[serve]"', which pip looks for on PyPI, where this is not.
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, command in (("serve", "serve"), ("bench", "bench")):
+        [requirement] = extras[extra]
+        hint = install_hint(extra)
+        assert _clauses(hint.removeprefix('pip install "').removesuffix('"')) == _clauses(requirement)
+        assert hint in (ROOT / "README.md").read_text()
+        assert hint in " ".join(run_cli(command, "--help").stdout.replace("│", " ").split())
+
+
+def _clauses(requirement: str) -> tuple[str, set[str]]:
+    name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+    assert name is not None, requirement
+    return name[0], set(requirement[name.end() :].split(","))
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(crawled: Path) -> None:
+    # Datasette printed uvicorn's startup log and "address already in use", and exited 3.
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_cli("serve", "--db", str(crawled), "--port", str(port))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr == f"Error: port {port} on 127.0.0.1 is in use: choose another with --port (0: any free port)\n"
 
 
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda signum: signum.name)

@@ -9,7 +9,7 @@ import os
 import shlex
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
@@ -485,19 +485,15 @@ def broken(
     db: DbOption = Path(DEFAULT_DB),
     host: Annotated[str | None, typer.Option("--host", help="Only broken targets on this host.")] = None,
     as_csv: Annotated[bool, typer.Option("--csv", help="Output CSV, a row per (broken URL, linking page).")] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Output JSON Lines, an object per (broken URL, linking page).")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array, an object per row.")] = False,
+    as_lines: Annotated[bool, typer.Option("--nl", help="Output JSON Lines, an object a line.")] = False,
 ) -> None:
     """Links that lead to a 4xx/5xx page or a failed fetch, with the pages that link to them."""
-    if as_csv and as_json:
-        fail("choose one of --csv and --json")
+    writer = _machine_format(as_csv, as_json, as_lines)
     with _open(db) as database:
         rows = broken_links(database, host)
-        if as_csv:
-            _write_csv(sys.stdout, BROKEN_COLUMNS, rows)
-        elif as_json:
-            _write_ndjson(sys.stdout, BROKEN_COLUMNS, rows)
+        if writer is not None:
+            writer(sys.stdout, BROKEN_COLUMNS, rows)
         else:
             typer.echo(broken_text(rows))
 
@@ -529,6 +525,18 @@ def _write_json(out: TextIO, columns: list[str], rows: Iterable[Sequence[Any]]) 
 
 
 WRITERS = {ExportFormat.csv: _write_csv, ExportFormat.json: _write_json, ExportFormat.ndjson: _write_ndjson}
+
+
+def _machine_format(as_csv: bool, as_json: bool, as_lines: bool) -> Callable[..., None] | None:
+    """The writer that --csv, --json (an array) or --nl (JSON Lines) asks for, as sqlite-utils has them; None
+    for the aligned table."""
+    chosen = [writer for flag, writer in ((as_csv, _write_csv), (as_json, _write_json), (as_lines, _write_ndjson))
+              if flag]  # fmt: skip
+    if len(chosen) > 1:
+        fail("choose one of --csv, --json and --nl")
+    return chosen[0] if chosen else None
+
+
 SUFFIXES = {
     ".csv": ExportFormat.csv,
     ".json": ExportFormat.json,
@@ -543,6 +551,7 @@ class ExportTable(StrEnum):
     pages = "pages"
     links = "links"
     runs = "runs"
+    frontier = "frontier"
 
 
 @app.command()
@@ -561,7 +570,9 @@ def export(
     db: DbOption = Path(DEFAULT_DB),
 ) -> None:
     """Write a table as CSV, JSON or NDJSON, row by row: any size exports in constant memory."""
-    chosen = export_format or (SUFFIXES.get(output.suffix.lower()) if output else None) or ExportFormat.csv
+    if export_format is None and output is not None and output.suffix.lower() not in SUFFIXES:
+        fail(f"cannot tell the format from {output.name!r}: name it .csv, .json, .ndjson or .jsonl, or give --format")
+    chosen = export_format or (SUFFIXES[output.suffix.lower()] if output else ExportFormat.csv)
     with _open(db) as database:
         try:
             columns, rows = table_rows(database, table_name.value)
@@ -639,19 +650,17 @@ def query(
     sql: Annotated[str, typer.Argument(help='One SQL statement, e.g. "SELECT url, size FROM pages".')],
     db: DbOption = Path(DEFAULT_DB),
     as_csv: Annotated[bool, typer.Option("--csv", help="Output CSV with a header row.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array of objects.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array, an object per row.")] = False,
+    as_lines: Annotated[bool, typer.Option("--nl", help="Output JSON Lines, an object a line.")] = False,
 ) -> None:
-    """Run SQL against the page database, opened read-only (tables: pages, links)."""
-    if as_csv and as_json:
-        fail("choose one of --csv and --json")
+    """Run SQL against the page database, opened read-only (tables: pages, links, runs, frontier, crawl)."""
+    writer = _machine_format(as_csv, as_json, as_lines)
     with _open(db) as database:
         try:
             columns, rows = run_query(database, sql)
         except StorageError as exc:
             fail(str(exc))
-        if as_csv:
-            _write_csv(sys.stdout, columns, rows)
-        elif as_json:
-            typer.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2))
+        if writer is not None:
+            writer(sys.stdout, columns, rows)
         else:
             typer.echo(table(columns, rows))

@@ -250,7 +250,7 @@ def broken_links(db: sqlite_utils.Database, host: str | None = None) -> Iterator
     return iter(db.execute(broken_links_sql(host is not None), {"host": host} if host is not None else {}))
 
 
-EXPORT_TABLES = ("pages", "links", "runs")
+EXPORT_TABLES = ("pages", "links", "runs", "frontier")
 
 
 def table_rows(db: sqlite_utils.Database, name: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:

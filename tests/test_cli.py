@@ -331,9 +331,15 @@ def test_query_still_reads_pragmas(crawled: Path, sql: str, output: list[str] | 
         assert run.stdout.split() == output
 
 
-def test_query_rejects_both_csv_and_json(crawled: Path) -> None:
+def test_query_rejects_two_formats_and_writes_json_lines(crawled: Path) -> None:
     run = run_cli("query", "SELECT 1", "--csv", "--json", "--db", str(crawled))
-    assert (run.exit_code, run.stderr.strip()) == (2, "Error: choose one of --csv and --json")
+    assert (run.exit_code, run.stderr.strip()) == (2, "Error: choose one of --csv, --json and --nl")
+    sql = "SELECT url, size FROM pages ORDER BY url LIMIT 3"
+    lines = run_cli("query", sql, "--nl", "--db", str(crawled)).stdout.splitlines()
+    assert [json.loads(line) for line in lines] == json.loads(
+        run_cli("query", sql, "--json", "--db", str(crawled)).stdout
+    )
+    assert len(lines) == 3
 
 
 @pytest.mark.parametrize(

@@ -157,10 +157,14 @@ def test_broken_lists_failed_targets_with_the_pages_linking_to_them(serve: Serve
     ]
     assert f"    404  {url('/gone')} -> {url('/lost.html')}  HTTP 404 Not Found" in text
     assert text[-1] == "3 broken URLs."  # /lost.html is not linked: a redirect led there
-    as_json = run_cli("broken", "--json", "--db", str(db)).stdout.splitlines()
-    assert [json.loads(line)["from_url"] for line in as_json] == [
-        url("/"), url("/a.html"), url("/b.html"), url("/a.html"), url("/"),
-    ]  # fmt: skip
+    linking = [url("/"), url("/a.html"), url("/b.html"), url("/a.html"), url("/")]
+    # --json is a JSON array and --nl JSON Lines, as in sqlite-utils and `query` (--json was JSON Lines here).
+    as_json = json.loads(run_cli("broken", "--json", "--db", str(db)).stdout)
+    assert [row["from_url"] for row in as_json] == linking
+    as_lines = run_cli("broken", "--nl", "--db", str(db)).stdout.splitlines()
+    assert [json.loads(line) for line in as_lines] == as_json
+    both = run_cli("broken", "--json", "--nl", "--db", str(db))
+    assert (both.exit_code, both.stderr) == (2, "Error: choose one of --csv, --json and --nl\n")
 
 
 def test_broken_says_when_there_is_nothing_broken(serve: Serve, tmp_path: Path) -> None:
@@ -184,7 +188,7 @@ def _parse(text: str, export_format: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("export_format", ["csv", "json", "ndjson"])
-@pytest.mark.parametrize("table", ["pages", "links", "runs"])
+@pytest.mark.parametrize("table", ["pages", "links", "runs", "frontier"])
 def test_export_writes_every_row_of_a_table(every_backend: Path, table: str, export_format: str) -> None:
     run = run_cli("export", "--table", table, "--format", export_format, "--db", str(every_backend))
     assert run.exit_code == 0, run.stderr
@@ -192,7 +196,7 @@ def test_export_writes_every_row_of_a_table(every_backend: Path, table: str, exp
     if export_format == "csv":  # CSV has text only, and NULL becomes an empty field
         expected = [{key: "" if value is None else str(value) for key, value in row.items()} for row in expected]
     assert _parse(run.stdout, export_format) == expected
-    assert len(expected) == {"pages": 14, "links": 15, "runs": 4}[table]
+    assert len(expected) == {"pages": 14, "links": 15, "runs": 4, "frontier": 14}[table]
 
 
 def test_export_to_a_file_takes_the_format_from_its_suffix(every_backend: Path, tmp_path: Path) -> None:
@@ -201,6 +205,15 @@ def test_export_to_a_file_takes_the_format_from_its_suffix(every_backend: Path, 
         assert run.exit_code == 0, run.stderr
         assert run.stderr.strip() == f"Wrote pages to {tmp_path / name} ({export_format})."
         assert len(_parse((tmp_path / name).read_text(), export_format)) == 14
+    # An unknown suffix was written as CSV without a word.
+    unknown = run_cli("export", "-o", str(tmp_path / "pages.xlsx"), "--db", str(every_backend))
+    assert (unknown.exit_code, unknown.stderr) == (
+        2, "Error: cannot tell the format from 'pages.xlsx': name it .csv, .json, .ndjson or .jsonl, or give --format\n"
+    )  # fmt: skip
+    assert not (tmp_path / "pages.xlsx").exists()
+    forced = run_cli("export", "-o", str(tmp_path / "pages.txt"), "--format", "ndjson", "--db", str(every_backend))
+    assert forced.exit_code == 0, forced.stderr
+    assert len(_parse((tmp_path / "pages.txt").read_text(), "ndjson")) == 14
     unwritable = run_cli("export", "-o", str(tmp_path / "no" / "such" / "dir.csv"), "--db", str(every_backend))
     assert unwritable.exit_code == 2
     assert unwritable.stderr.startswith(f"Error: cannot write {tmp_path / 'no' / 'such' / 'dir.csv'}: ")

@@ -333,9 +333,10 @@ def demo(
         _crawl_and_report(JobRequest(str(db), [f"{origin}/"], given, made_by=DEMO), quiet)
     with open_readonly(db) as database:
         typer.echo("\n" + stats_text(stats(database)))
-    typer.echo(
-        f"\nExplore it: crawler broken --db {db}   crawler report --db {db} -o report.html   crawler serve --db {db}"
-    )
+    quoted = shlex.quote(str(db))
+    typer.echo("\nExplore it:")  # a command a line, each ready to paste
+    for command in ("broken", "report", "serve"):
+        typer.echo(f"  crawler {command} --db {quoted}" + (" -o report.html" if command == "report" else ""))
 
 
 @app.command()

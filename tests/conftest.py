@@ -147,12 +147,12 @@ def run_cli(*args: str, cwd: Path | None = None, columns: int = 200) -> Run:
     return Run(result.exit_code, result.stdout, result.stderr)
 
 
-def run_line(line: str, timeout: float = 120) -> Run:
+def run_line(line: str, timeout: float = 120, cwd: Path | None = None) -> Run:
     """Run a command line the tool printed for the user, verbatim, as a subprocess (`crawler` is this
-    Python's `-m crawler`)."""
+    Python's `-m crawler`), in `cwd` (by default the tests' own)."""
     words = shlex.split(line)
     assert words[0] == "crawler", line
-    done = subprocess.run([sys.executable, "-m", "crawler", *words[1:]], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "crawler", *words[1:]], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=timeout, check=False)  # fmt: skip
     return Run(done.returncode, done.stdout, done.stderr)
 

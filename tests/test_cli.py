@@ -375,7 +375,13 @@ def test_demo_crawls_a_generated_site_offline(backend: str, tmp_path: Path) -> N
     assert {row["backend"] for row in pages.values()} == {backend}
     assert f"Crawled {len(pages)} pages from 1 seed with the {backend} backend" in run.stdout
     assert f"pages        {len(pages)}" in run.stdout
-    assert f"crawler report --db {db} -o report.html" in run.stdout
+    explore = run.stdout.splitlines()[-4:]
+    assert explore == ["Explore it:", f"  crawler broken --db {db}", f"  crawler report --db {db} -o report.html",
+                       f"  crawler serve --db {db}"]  # fmt: skip
+    if backend == "asyncio":  # the hints, run as printed (serve in test_serve.py)
+        assert run_line(explore[1].strip(), cwd=tmp_path).exit_code == 0
+        report = run_line(explore[2].strip(), cwd=tmp_path)
+        assert (report.exit_code, (tmp_path / "report.html").is_file()) == (0, True), report.stderr
 
 
 def test_python_dash_m_crawler_runs() -> None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -26,7 +27,17 @@ import psutil
 import pytest
 
 from crawler.extras import install_hint
-from crawler.serve import CANNED_QUERIES, HOST, DatasetteMissing, ServeError, datasette_command, metadata, serve
+from crawler.serve import (
+    CANNED_QUERIES,
+    DEFAULT_PORT,
+    HOST,
+    DatasetteMissing,
+    ServeError,
+    datasette_command,
+    metadata,
+    port_taken,
+    serve,
+)
 from crawler.sitegen import Resource
 from crawler.siteserver import SiteServer
 from storage import StorageError
@@ -395,6 +406,19 @@ def _clauses(requirement: str) -> tuple[str, set[str]]:
     name = re.match(r"[A-Za-z0-9_.-]+", requirement)
     assert name is not None, requirement
     return name[0], set(requirement[name.end() :].split(","))
+
+
+def test_the_demos_serve_hint_runs_as_printed(tmp_path: Path) -> None:
+    demo = run_cli("demo", "--pages", "20", "--db", str(tmp_path / "demo.db"), "--quiet")
+    hint = demo.stdout.splitlines()[-1].strip()
+    words = shlex.split(hint)
+    assert words[:2] == ["crawler", "serve"], hint
+    if port_taken(DEFAULT_PORT):
+        pytest.skip(f"port {DEFAULT_PORT}, which the hint serves on, is in use here")
+    # launched() runs this Python with the words given and the database last: the hint's own words.
+    with served(Path(words[-1]), signal.SIGINT, ["-m", "crawler", *words[1:-1]]) as server:
+        assert server.url == f"http://{HOST}:{DEFAULT_PORT}"
+        assert server.get("/-/versions.json")[0] == 200
 
 
 def test_a_port_in_use_is_one_line_and_exit_2(crawled: Path) -> None:

@@ -36,6 +36,7 @@ from crawler.config import DEFAULT_PARSER
 from crawler.meter import cpu_seconds
 from crawler.peers import EXIT_SCRAPY_MISSING
 from crawler.report import table
+from crawler.signals import handling
 from crawler.siteserver import ServerProcess, SiteOptions, serve_in_subprocess
 from storage import open_readonly
 
@@ -131,23 +132,12 @@ def _signals_end_the_bench() -> Iterator[None]:
     """While the block runs, SIGTERM and SIGHUP end the bench as Ctrl-C does: the crawl being measured (in a
     session of its own, out of the terminal's reach) is killed with its whole group, the server stopped and
     the temporary files removed; the exit status is 128 + the signal. Only the main thread can set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def stop(signum: int, _: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = {
-        signum: signal.signal(signum, stop)
-        for signum in (signal.SIGTERM, signal.SIGHUP)
-        if signal.getsignal(signum) != signal.SIG_IGN  # e.g. SIGHUP under nohup: go on ignoring it, as serve does
-    }
-    try:
+    with handling((signal.SIGTERM, signal.SIGHUP), stop):  # an ignored SIGHUP (nohup) stays ignored
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
 
 
 @dataclass(slots=True)

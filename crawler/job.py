@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from crawler.engine import Engine
 from crawler.frontier_local import LocalFrontier
 from crawler.meter import ResourceMeter
 from crawler.report import counted
+from crawler.signals import handling
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
 from fetchers import FetchSettings, get_fetcher
 from parsers import get_parser
@@ -116,20 +116,14 @@ def stop_signals() -> Iterator[StopRequests]:
     """Count SIGINT and SIGTERM as stop requests while the block runs (in the main thread; elsewhere the
     default handlers stay)."""
     stops = StopRequests()
-    if threading.current_thread() is not threading.main_thread():
-        yield stops
-        return
 
     def handler(signum: int, frame: FrameType | None) -> None:
         stops.count += 1
         stops.signal_name = stops.signal_name or signal.Signals(signum).name
 
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # Even if the crawl was started ignoring them (a background job in a script): it stops cleanly or not at all.
+    with handling((signal.SIGINT, signal.SIGTERM), handler, override_ignored=True):
         yield stops
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def open_store(path: str, resume: bool) -> PageStore:

@@ -16,6 +16,7 @@ is always freed; only the small metadata folder in the temp directory is then le
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import json
@@ -33,6 +34,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from crawler.extras import install_hint
+from crawler.signals import handling
 from storage import broken_links_sql, open_readonly
 
 HOST = "127.0.0.1"
@@ -327,20 +329,16 @@ class StopSignals:
     def __init__(self) -> None:
         self.events: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.stopping: subprocess.Popen[bytes] | None = None
-        self._previous: dict[signal.Signals, Any] = {}
+        self._handlers = contextlib.ExitStack()
 
     def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():  # only it may set signal handlers
-            for signum in STOP_SIGNALS:
-                if signal.getsignal(signum) != signal.SIG_IGN:  # e.g. SIGHUP under nohup: go on ignoring it
-                    self._previous[signum] = signal.signal(signum, self._handle)
+        self._handlers.enter_context(handling(STOP_SIGNALS, self._handle))  # an ignored SIGHUP (nohup) stays so
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+        self._handlers.close()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.events.put(signum)

@@ -1,75 +1,62 @@
-"""Signals, as a server takes them: SIGTERM stops a crawl as Ctrl-C does; the first stop request says at
-once what it waits for, a second stops within two seconds; everything finished is written either way."""
+"""crawler.signals.handling: what every command that stops on a signal installs, and what it puts back."""
 
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+import threading
+from types import FrameType
+from typing import Any
 
-from crawler.sitegen import Resource
-from tests.conftest import FAST_RETRIES, Serve, page_count, page_html, pages_by_url, rows, run_line, wait_for
-from tests.test_job import chain_site
+import pytest
 
-
-def test_sigterm_stops_a_crawl_as_ctrl_c_does(serve: Serve, backend: str, tmp_path: Path) -> None:
-    server = serve(chain_site(40, delay=0.05))
-    db = tmp_path / "crawl.db"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "crawler", "crawl", server.url("/"), "--db", str(db), "--backend", backend,
-         "--depth", "100", *FAST_RETRIES],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    wait_for("5 pages", lambda: page_count(db) >= 5)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=30)
-    assert process.returncode == 143, stderr
-    assert "Interrupted after" in stdout and "Traceback" not in stderr
-    hint = stderr.split("To continue: ", 1)[1].strip()
-    assert rows(db, "SELECT status FROM runs") == [{"status": "interrupted"}]
-    done = rows(db, "SELECT count(*) AS n FROM frontier WHERE state = 'done'")[0]["n"]
-    assert done == page_count(db) >= 5
-    resumed = run_line(hint)
-    assert resumed.exit_code == 0, resumed.stderr
-    assert len(pages_by_url(db)) == 41
+from crawler.signals import handling
 
 
-def test_a_second_ctrl_c_stops_at_once_though_requests_hang(serve: Serve, backend: str, tmp_path: Path) -> None:
-    hanging = [f"/hang{index}.html" for index in range(4)]
-    server = serve({
-        "/": Resource(page_html("Home", ["/a.html", "/b.html", *hanging])),
-        "/a.html": Resource(page_html("A", [])),
-        "/b.html": Resource(page_html("B", [])),
-        **{path: Resource(page_html("Never", []), delay=60) for path in hanging},
-    })  # fmt: skip
-    db = tmp_path / "crawl.db"
-    errors = tmp_path / "stderr.txt"
-    with errors.open("w") as stderr_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "crawler", "crawl", server.url("/"), "--db", str(db), "--backend", backend,
-             "--timeout", "30", "--concurrency", "8", "--per-host", "8", "--ignore-robots", *FAST_RETRIES],
-            stdout=subprocess.PIPE, stderr=stderr_file, text=True,
-        )  # fmt: skip
-        wait_for("the hanging requests", lambda: {hit.path for hit in server.hits} >= set(hanging))
-        wait_for("3 pages written", lambda: page_count(db) >= 3)
-        process.send_signal(signal.SIGINT)
-        wait_for("the stopping message", lambda: "Stopping (SIGINT)" in errors.read_text(), timeout=1.5)
-        assert "Stopping (SIGINT): 4 requests in flight, up to 30 s; press Ctrl-C again to stop now" in (
-            errors.read_text()
-        )
-        time.sleep(0.3)
-        assert process.poll() is None  # still waiting for the hanging requests
-        second = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        stdout, _ = process.communicate(timeout=10)
-        assert time.monotonic() - second < 2.0
-    stderr = errors.read_text()
-    assert process.returncode == 130, stderr
-    assert "Interrupted after 3 pages" in stdout and "Traceback" not in stderr
-    assert f"To continue: crawler crawl --resume --db {db}" in stderr
-    assert rows(db, "SELECT status, pages FROM runs") == [{"status": "interrupted", "pages": 3}]
-    assert rows(db, "SELECT state, count(*) AS n FROM frontier GROUP BY state ORDER BY state") == [
-        {"state": "done", "n": 3}, {"state": "queued", "n": 4},
-    ]  # fmt: skip
+def _mine(signum: int, frame: FrameType | None) -> None:
+    """A handler for the tests."""
+
+
+def test_handlers_are_put_back_as_they_were() -> None:
+    before = signal.getsignal(signal.SIGUSR1)
+    with handling([signal.SIGUSR1], _mine) as installed:
+        assert installed and signal.getsignal(signal.SIGUSR1) is _mine
+    assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_an_ignored_signal_stays_ignored_unless_overridden() -> None:
+    previous = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # as nohup leaves SIGHUP
+    try:
+        with handling([signal.SIGUSR2], _mine):
+            assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+        with handling([signal.SIGUSR2], _mine, override_ignored=True):
+            assert signal.getsignal(signal.SIGUSR2) is _mine
+        assert signal.getsignal(signal.SIGUSR2) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_a_handler_not_set_from_python_comes_back_as_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    # signal.signal() gives None for a handler that C code installed; handing None back to it raises TypeError
+    # (job.stop_signals did so). Here signal.signal reports None for the handler it replaces.
+    real = signal.signal
+    given: list[object] = []
+
+    def reporting_none(signum: int, handler: Any) -> None:
+        given.append(handler)
+        real(signum, handler)
+
+    monkeypatch.setattr(signal, "signal", reporting_none)
+    with handling([signal.SIGUSR1], _mine):
+        pass
+    monkeypatch.undo()
+    assert given == [_mine, signal.SIG_DFL]
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_off_the_main_thread_nothing_changes() -> None:
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(handling([signal.SIGUSR1], _mine).__enter__()))
+    worker.start()
+    worker.join()
+    assert seen == [False]
+    assert signal.getsignal(signal.SIGUSR1) is not _mine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,14 +21,18 @@ class ReadOnlyError(StorageError):
     """A statement tried to change a database opened for reading."""
 
 
+def _connect(path: Path, writable: bool) -> sqlite_utils.Database:
+    conn = sqlite3.connect(path.resolve().as_uri() + ("" if writable else "?mode=ro"), uri=True)
+    conn.execute("PRAGMA query_only = ON")  # and `crawler query` refuses a PRAGMA that would turn it off
+    return sqlite_utils.Database(conn)
+
+
 def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """Open a page database for reading only; `StorageError` if it is missing or is not a crawl database."""
     path = Path(path)
     if not path.is_file():
         raise StorageError(f"no database at {path}: run `crawler crawl` first, or point --db at one")
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    conn.execute("PRAGMA query_only = ON")
-    db = sqlite_utils.Database(conn)
+    db = _connect(path, writable=False)
     try:
         tables = db.table_names()
     except sqlite3.DatabaseError as exc:
@@ -36,6 +41,14 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     if "pages" not in tables:
         db.close()
         raise StorageError(f"{path} is not a crawl database: it has no `pages` table")
+    # A read-only connection to a database in WAL mode creates its -wal and -shm files and cannot remove them
+    # when it closes. Where they may be written, a read-write connection under query_only reads the same and,
+    # as the last to close, removes them; on read-only media, mode=ro is all there is. Only a crawl database
+    # gets one: another program's is left as the read-only connection found it.
+    if os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK):
+        db.close()
+        db = _connect(path, writable=True)
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opens the WAL now: a statement reading none would not
     return db
 
 

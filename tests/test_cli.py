@@ -294,8 +294,6 @@ def test_query_touches_no_other_file_and_changes_no_setting(crawled: Path, tmp_p
     # A read-only connection alone let ATTACH create a file and VACUUM INTO write one (exit 0), and turned a
     # journal change into "disk I/O error".
     other = tmp_path / "other.db"
-    run_cli("query", "SELECT 1", "--db", str(crawled))  # a first read of a WAL database leaves -wal and -shm files
-    files = sorted(path.name for path in crawled.parent.iterdir())
     run = run_cli("query", sql.format(other=other), "--db", str(crawled))
     assert (run.exit_code, run.stdout, run.stderr) == (
         2,
@@ -303,8 +301,20 @@ def test_query_touches_no_other_file_and_changes_no_setting(crawled: Path, tmp_p
         f"Error: `crawler query` only reads the page database: {why}\n",
     )
     assert not other.exists()
-    assert sorted(path.name for path in crawled.parent.iterdir()) == files
+    assert [path.name for path in crawled.parent.iterdir()] == [crawled.name]  # nothing beside the database
     assert rows(crawled, "PRAGMA journal_mode") == [{"journal_mode": "wal"}]
+
+
+def test_read_commands_leave_no_wal_or_shm_files_behind(crawled: Path, tmp_path: Path) -> None:
+    # A read-only connection to a database in WAL mode creates them and cannot remove them (issue #11).
+    before = rows(crawled, "SELECT * FROM pages ORDER BY url")
+    commands = [["stats"], ["top"], ["runs"], ["broken"], ["query", "SELECT count(*) FROM links"], ["compare"],
+                ["export", "-o", str(tmp_path / "pages.csv")], ["report", "-o", str(tmp_path / "r.html")]]  # fmt: skip
+    for args in commands:
+        run = run_cli(*args, "--db", str(crawled))
+        assert run.exit_code == 0, (args, run.stderr)
+        assert sorted(path.name for path in crawled.parent.iterdir()) == [crawled.name], args
+    assert rows(crawled, "SELECT * FROM pages ORDER BY url") == before
 
 
 @pytest.mark.parametrize("sql", ["", "   ", "/* only a comment */"])

@@ -56,6 +56,8 @@ from storage import (
     table_rows,
     top,
 )
+from storage.columns import TABLES, plain
+from storage.columns import markdown as schema_markdown
 
 if TYPE_CHECKING:
     from crawler.bench import RunResult
@@ -628,6 +630,32 @@ def serve_command(
     except (StorageError, ServeError) as exc:
         fail(str(exc))
     raise typer.Exit(code)
+
+
+@app.command("schema")
+def schema_command(
+    tables: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[TABLE]...", help="Tables to describe.", show_default="all of them"),
+    ] = None,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables, as the README has.")] = False,
+) -> None:
+    """What each table of the page database holds, and what each column means."""
+    known = {table.name: table for table in TABLES}
+    unknown = [name for name in tables or [] if name not in known]
+    if unknown:
+        fail(f"no table {unknown[0]!r} in a page database: choose from {', '.join(known)}")
+    if as_markdown:
+        if tables:
+            fail("--markdown prints every table, as the README has them")
+        typer.echo(schema_markdown(), nl=False)
+        return
+    chosen = [known[name] for name in tables] if tables else list(TABLES)
+    typer.echo("\n\n".join(
+        f"{described.name}: {plain(described.rows)}\n"
+        + table(["column", "type", "meaning"], [(c.name, c.type, plain(c.meaning)) for c in described.columns])
+        for described in chosen
+    ))  # fmt: skip
 
 
 @app.command("top")

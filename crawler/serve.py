@@ -36,6 +36,7 @@ from typing import Any
 from crawler.extras import install_hint
 from crawler.signals import handling
 from storage import broken_links_sql, open_readonly
+from storage.columns import TABLES, plain
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8001
@@ -59,79 +60,6 @@ class DatasetteMissing(ServeError):
     def __init__(self) -> None:
         super().__init__(f"`crawler serve` needs Datasette, which is not installed: {install_hint('serve')}")
 
-
-PAGES_DESCRIPTIONS: dict[str, str] = {
-    "url": "The URL requested, in canonical form (the primary key)",
-    "final_url": "For a redirect, where its chain ended (or its target, if that was not crawled); else url",
-    "host": "Host of url, without the port",
-    "status": "HTTP status; NULL when no response came back (or robots.txt kept the crawler away)",
-    "content_type": "The Content-Type header as sent",
-    "size": "Body size in bytes, after content-encoding (gzip...) is decoded; NULL without a response",
-    "truncated": "1 when the body was cut at --max-size",
-    "title": "The <title>, whitespace collapsed; NULL if none or not HTML",
-    "depth": "Link hops from the seed (seeds are 0; a redirect target keeps its redirect's depth)",
-    "link_count": "Distinct outgoing http(s) links on the page",
-    "unusable_links": "Hrefs on the page that no browser could follow either (malformed URLs) or over --max-url-length",
-    "attempts": "Requests made for it, retries included (0: not fetched, see error_kind)",
-    "fetched_at": "When the fetch finished, UTC, ISO 8601",
-    "elapsed_ms": "From sending the (last) request to the last byte of the body, in milliseconds",
-    "backend": "The concurrency backend that fetched it",
-    "error_kind": (
-        "NULL on success; http (status 400 or more), timeout, dns, refused, connection, incomplete, "
-        "redirects, robots, invalid-url, decoding, parse or error"
-    ),
-    "error_message": "What went wrong, e.g. HTTP 404 Not Found",
-    "run_id": "The crawl run that fetched it (runs.id)",
-}
-LINKS_DESCRIPTIONS: dict[str, str] = {
-    "from_url": "The page the link is on (pages.url)",
-    "to_url": "Where it points, canonical, so it joins pages.url when the target was crawled",
-}
-FRONTIER_DESCRIPTIONS: dict[str, str] = {
-    "seq": "Discovery order, which is crawl order",
-    "url": "Canonical URL",
-    "origin": "scheme://host:port, the unit of politeness and robots.txt",
-    "depth": "Link hops from the seed",
-    "hops": "Redirects followed to reach this URL",
-    "via": "The redirect chain that led here, one URL a line",
-    "state": "queued (not in pages yet, including what was in flight), done, or capped (over --max-pages-per-host)",
-}
-CRAWL_DESCRIPTIONS: dict[str, str] = {
-    "id": "Always 1: a database holds one crawl at a time",
-    "created_at": "When the crawl started, UTC, ISO 8601",
-    "made_by": "The command that created it: crawl or demo (demo replaces only databases it made)",
-    "seeds": "JSON array: every seed, those added when resuming included",
-    "settings": "JSON object: every setting of the crawl; resuming continues with these",
-    "owner_pid": "The process crawling it now; NULL when no crawl runs",
-    "owner_host": "The host of that process",
-    "owner_started": "That process's start time (epoch seconds), so a reused pid is not mistaken for it",
-    "heartbeat_at": "When the owner last said it is alive, UTC, ISO 8601",
-}
-RUNS_DESCRIPTIONS: dict[str, str] = {
-    "id": "Run number, in the order the runs started",
-    "started_at": "When the run started, UTC, ISO 8601",
-    "ended_at": "When it ended, UTC, ISO 8601; NULL while running (or if the process was killed)",
-    "status": "running, finished, limit (stopped at --max-pages), interrupted or killed",
-    "backend": "The concurrency backend",
-    "parser": "The HTML parser",
-    "concurrency": "Requests in flight at most",
-    "per_host": "Requests in flight per host at most",
-    "seeds": "The seed URLs, a JSON array",
-    "settings": "The crawl settings, a JSON object",
-    "pages": "Pages written by this run",
-    "errors": "Of which errors",
-    "bytes": "Body bytes fetched",
-    "elapsed_s": "Wall-clock seconds",
-    "pages_per_second": "Pages written per second of wall-clock time",
-    "latency_p50_ms": "Median fetch time, in milliseconds",
-    "latency_p95_ms": "95th percentile fetch time, in milliseconds",
-    "fetch_seconds": "Seconds spent fetching, summed over fetches",
-    "cpu_seconds": "CPU seconds, worker processes included",
-    "peak_rss_mb": "Peak resident memory of the process tree, in MB",
-    "parse_seconds": "Seconds spent parsing HTML",
-    "store_seconds": "Seconds spent writing the database",
-    "overrides": "JSON object: the settings this run changed from the crawl's stored ones (flags given on resume)",
-}
 
 CANNED_QUERIES: dict[str, dict[str, str]] = {
     "largest_pages": {
@@ -198,28 +126,13 @@ def metadata(db_path: Path) -> dict[str, Any]:
     """Datasette metadata for a page database: title, descriptions of the tables and their columns, and
     the canned queries (read-only SELECTs) under the database's name."""
     tables: dict[str, dict[str, Any]] = {
-        "pages": {
-            "description": "One row per URL taken from the frontier: its status, size, title, timing or error.",
-            "columns": PAGES_DESCRIPTIONS,
-            "facets": ["host", "status", "error_kind"],
-        },
-        "links": {
-            "description": "One row per distinct link found on a successful HTML page, whether or not it was followed.",
-            "columns": LINKS_DESCRIPTIONS,
-        },
-        "frontier": {
-            "description": "Every in-scope URL the crawl has found, in discovery (and crawl) order.",
-            "columns": FRONTIER_DESCRIPTIONS,
-        },
-        "runs": {
-            "description": "One row per crawl run (a crawl and each --resume of it), with its settings and figures.",
-            "columns": RUNS_DESCRIPTIONS,
-        },
-        "crawl": {
-            "description": "The crawl this database holds: its seeds, its settings, and who is crawling it now.",
-            "columns": CRAWL_DESCRIPTIONS,
-        },
+        table.name: {
+            "description": plain(table.rows[0].upper() + table.rows[1:]),
+            "columns": {column.name: plain(column.meaning) for column in table.columns},
+        }
+        for table in TABLES
     }
+    tables["pages"]["facets"] = ["host", "status", "error_kind"]
     return {
         "title": f"Crawl database {db_path.name}",
         "description": (

@@ -154,7 +154,8 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
     assert sorted(commands) == [
-        "bench", "broken", "compare", "crawl", "demo", "export", "query", "report", "runs", "serve", "stats", "top",
+        "bench", "broken", "compare", "crawl", "demo", "export", "query", "report", "runs", "schema", "serve", "stats",
+        "top",
     ]  # fmt: skip
     for command in commands:
         run = run_cli(command, "--help")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,13 @@ from crawler.cli import app
 from crawler.sitegen import NETLOC, ORIGIN, PORT, Resource, Site
 from crawler.siteserver import SiteServer, serve_in_thread
 from fetchers import BACKENDS
+
+# The tests signal the processes they start as a terminal would (Ctrl-C, a hang-up). Run as a background job of
+# a script (which ignores SIGINT) or under nohup (SIGHUP), this process would hand those signals on ignored, and
+# the crawler's commands rightly leave an ignored signal ignored; so the tests run as if from a terminal.
+for _signum, _handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGHUP, signal.SIG_DFL)):
+    if signal.getsignal(_signum) == signal.SIG_IGN:
+        signal.signal(_signum, _handler)
 
 BIG = 50_000
 SLOW_DELAY = 4.0

@@ -114,10 +114,6 @@ class Served:
         return body
 
 
-def _hangup_as_default() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 @contextmanager
 def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
     """Run `serve(db, port=0)`, or `command` + [db] with this Python, in a subprocess of its own until Datasette
@@ -129,9 +125,6 @@ def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: a signal to it reaches Datasette only through serve()
-        # As started from a terminal, even when the tests run under nohup: serve leaves an ignored SIGHUP
-        # ignored, as nohup asks, and the SIGHUP test would wait in vain.
-        preexec_fn=_hangup_as_default,
     )
     assert process.stderr is not None
     stderr = process.stderr

@@ -19,6 +19,7 @@ import sqlite_utils
 import typer
 import typer.core
 
+from crawler import __version__
 from crawler.compare import compare_text, figures
 from crawler.config import (
     DEFAULT_BACKOFF,
@@ -111,7 +112,11 @@ app = typer.Typer(
 
 def _print_version(given: bool) -> None:
     if given:
-        typer.echo(f"crawler {importlib.metadata.version('crawler')}")
+        try:
+            version = importlib.metadata.version("crawler")
+        except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+            version = f"{__version__} (not installed)"
+        typer.echo(f"crawler {version}")
         raise typer.Exit()
 
 
@@ -122,7 +127,7 @@ def _options(
         typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
-    """A concurrent web crawler: crawl with one of four concurrency models, then query the page database."""
+    """The options of `crawler` itself, before a command (the app's help text is the one shown)."""
 
 
 EXIT_USAGE = 2

@@ -13,18 +13,12 @@ import functools
 
 import ada_url
 
-from parsers.base import absolute_link
+from parsers.base import absolute_link, http_url
 
 SCHEMES = frozenset({"http", "https"})
-_PREFIXES = ("http://", "https://")
 # The same links recur on page after page (navigation, cross-links): most calls are repeats. Bounded, so
 # memory does not grow with the crawl.
 CANONICAL_CACHE_SIZE = 65_536
-
-
-def _trimmed(href: str) -> str:
-    """A WHATWG serialisation without its fragment."""
-    return href.partition("#")[0]  # in a serialised URL the first `#` starts the fragment: others are escaped
 
 
 def resolve(href: str, base: str) -> str | None:
@@ -48,9 +42,10 @@ def canonical(url: str) -> str:
         parsed = ada_url.normalize_url(url)
     except ValueError:
         raise ValueError(f"not a valid URL: {url!r}") from None
-    if not parsed.startswith(_PREFIXES):
+    link = http_url(parsed)  # an http(s) URL always has a host and a path, or the standard rejects it
+    if link is None:
         raise ValueError(f"not an http(s) URL: {url!r}")
-    return _trimmed(parsed)  # an http(s) URL always has a host and a path, or the standard rejects it
+    return link
 
 
 def _authority(url: str) -> tuple[str, str]:

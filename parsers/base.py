@@ -86,8 +86,13 @@ def absolute_link(base: str, href: str) -> str | None:
     """`href` resolved against the absolute URL `base` as a browser resolves it (the WHATWG URL Standard, by
     ada-url), without its fragment. None when the result is not http(s); `ValueError` when the standard
     rejects it (a link that goes nowhere in a browser either)."""
-    url = ada_url.join_url(base, href)  # strips leading and trailing C0 controls and spaces, as browsers do
-    return url.partition("#")[0] if url.startswith(_PREFIXES) else None
+    return http_url(ada_url.join_url(base, href))  # join_url strips leading and trailing C0 controls and spaces
+
+
+def http_url(serialised: str) -> str | None:
+    """A WHATWG URL serialisation without its fragment (in it, the first `#` starts the fragment: others are
+    escaped), or None when it is not http(s): the crawler's canonical form, for the parsers and crawler.urls."""
+    return serialised.partition("#")[0] if serialised.startswith(_PREFIXES) else None
 
 
 def _codec(label: str) -> str | None:

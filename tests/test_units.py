@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from crawler.__main__ import wants_gevent
-from crawler.cli import Backend, ParserName
+from crawler.cli import Backend, ParserName, Peer, SiteProfile
+from crawler.peers import PEERS
 from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
 from crawler.report import human_bytes, summary_text
 from crawler.retries import retry_after_seconds
 from crawler.scheduler import Request, Scheduler
 from crawler.seeds import SeedError, load_seeds
+from crawler.sitegen import PROFILES
 from crawler.siteserver import SiteServer
 from crawler.summary import CrawlSummary
 from crawler.urls import canonical
@@ -223,6 +225,11 @@ def test_backend_choices_match_the_registry() -> None:
 
 def test_parser_choices_match_the_registry() -> None:
     assert [name.value for name in ParserName] == list(PARSERS)
+
+
+def test_bench_choices_match_the_site_profiles_and_peers() -> None:
+    assert [profile.value for profile in SiteProfile] == list(PROFILES)
+    assert [peer.value for peer in Peer] == list(PEERS)
 
 
 def test_gevent_backend_refuses_to_run_unpatched() -> None:

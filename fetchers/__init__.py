@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import importlib
 
-from fetchers.base import ErrorKind, Fetcher, FetchResult, FetchSettings, ResultCallback
+from fetchers.base import ErrorKind, Fetcher, FetchResult, FetchSettings, Headers, ResultCallback
 
-__all__ = ["BACKENDS", "ErrorKind", "FetchResult", "FetchSettings", "Fetcher", "ResultCallback", "get_fetcher"]
+__all__ = [
+    "BACKENDS",
+    "ErrorKind",
+    "FetchResult",
+    "FetchSettings",
+    "Fetcher",
+    "Headers",
+    "ResultCallback",
+    "get_fetcher",
+]
 
 # name -> "module:class"; adding a backend is one module and one line here.
 BACKENDS: dict[str, str] = {

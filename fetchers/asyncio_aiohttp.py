@@ -20,6 +20,7 @@ from fetchers.base import (
     Fetcher,
     FetchResult,
     FetchSettings,
+    Headers,
     environment_matters,
     error_result,
     os_error_kind,
@@ -75,11 +76,11 @@ class AsyncioFetcher(Fetcher):
         )
         return session, asyncio.Semaphore(self.settings.concurrency)
 
-    async def _fetch(self, url: str) -> FetchResult:
+    async def _fetch(self, url: str, headers: Headers | None) -> FetchResult:
         start = time.perf_counter()
         status = None
         try:
-            async with self._session.get(_as_given(url), allow_redirects=False) as response:
+            async with self._session.get(_as_given(url), headers=headers, allow_redirects=False) as response:
                 status = response.status
                 reader = BodyReader(self.settings, start)
                 async for chunk in response.content.iter_any():  # decompressed, bounded per chunk
@@ -95,21 +96,21 @@ class AsyncioFetcher(Fetcher):
                 exc = DeadlineExceeded.after(self.settings.timeout)
             return error_result(url, kind, exc, elapsed * 1000, status)
 
-    async def _fetch_and_report(self, url: str, delivery: Delivery) -> None:
+    async def _fetch_and_report(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         with delivery.guard():
             async with self._slots:
-                result = await self._fetch(url)
+                result = await self._fetch(url, headers)
             delivery(result)
 
-    def _spawn(self, url: str, delivery: Delivery) -> None:
+    def _spawn(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         with delivery.guard():
-            task = self._loop.create_task(self._fetch_and_report(url, delivery))
+            task = self._loop.create_task(self._fetch_and_report(url, delivery, headers))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _start(self, url: str, delivery: Delivery) -> None:
+    def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Hand the URL to the event loop, which starts a task for it; safe to call from any thread."""
-        self._loop.call_soon_threadsafe(self._spawn, url, delivery)
+        self._loop.call_soon_threadsafe(self._spawn, url, delivery, headers)
 
     async def _shutdown(self) -> None:
         while self._tasks:

@@ -76,9 +76,12 @@ class FetchResult:
     location: str | None = None  # Location header of a redirect
     retry_after: str | None = None  # Retry-After header, as sent
     truncated: bool = False  # the body was longer than max_size and was cut there
+    etag: str | None = None  # ETag header, as sent: a later request may ask "If-None-Match" with it
+    last_modified: str | None = None  # Last-Modified header, as sent: for a later "If-Modified-Since"
 
 
 ResultCallback = Callable[[FetchResult], None]
+Headers = dict[str, str]  # request headers beyond the session's, a plain dict so that it pickles
 
 
 def error_result(
@@ -133,6 +136,8 @@ class BodyReader:
             location=headers.get("Location"),
             retry_after=headers.get("Retry-After"),
             truncated=self.truncated,
+            etag=headers.get("ETag"),
+            last_modified=headers.get("Last-Modified"),
         )
 
 
@@ -269,17 +274,19 @@ class Fetcher(ABC):
         self._outstanding = _Outstanding()
         self._stopped = False
 
-    def submit(self, url: str, on_result: ResultCallback) -> None:
+    def submit(self, url: str, on_result: ResultCallback, headers: Headers | None = None) -> None:
         """Start fetching `url` without waiting for the network; `on_result` receives its `FetchResult`, once.
-        A backend failing to start it, or its fetch raising, gives an `error` result naming the exception."""
+        `headers` are sent besides the session's (a conditional request's `If-None-Match`, for one). A backend
+        failing to start it, or its fetch raising, gives an `error` result naming the exception."""
         delivery = self._outstanding.open(url, on_result)
         with delivery.guard():
-            self._start(url, delivery)
+            self._start(url, delivery, headers)
 
     @abstractmethod
-    def _start(self, url: str, delivery: Delivery) -> None:
-        """Start fetching `url` without blocking on the network; the fetch runs under `delivery.guard()` (or,
-        across a process boundary, its exception reaches `delivery.fail`) and hands its result to `delivery`."""
+    def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
+        """Start fetching `url` with `headers` without blocking on the network; the fetch runs under
+        `delivery.guard()` (or, across a process boundary, its exception reaches `delivery.fail`) and hands its
+        result to `delivery`."""
 
     @abstractmethod
     def _release(self) -> None:

@@ -11,7 +11,7 @@ import gevent.monkey
 import gevent.pool
 import requests
 
-from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchSettings
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchSettings, Headers
 from fetchers.requests_http import fetch, new_session
 
 
@@ -38,11 +38,11 @@ class GeventFetcher(Fetcher):
         self._idle: list[requests.Session] = []
         self._all: list[requests.Session] = []
 
-    def _fetch_and_report(self, url: str, delivery: Delivery) -> None:
+    def _fetch_and_report(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         with delivery.guard():
             session = self._idle.pop() if self._idle else self._new_session()
             try:
-                result = fetch(session, url, self.settings)
+                result = fetch(session, url, self.settings, headers=headers)
             finally:
                 self._idle.append(session)
             delivery(result)
@@ -57,9 +57,9 @@ class GeventFetcher(Fetcher):
         hub = gevent.get_hub()
         hub.loop.run_callback(hub.parent.throw, KeyboardInterrupt)
 
-    def _start(self, url: str, delivery: Delivery) -> None:
+    def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Spawn a greenlet for the fetch (waiting cooperatively if all `concurrency` slots are busy)."""
-        self._pool.spawn(self._fetch_and_report, url, delivery)
+        self._pool.spawn(self._fetch_and_report, url, delivery, headers)
         # Let it send its request now: while results keep arriving the crawl loop never blocks, so without
         # this yield new requests would wait, unsent, until it did.
         gevent.sleep(0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchResult, FetchSettings
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchResult, FetchSettings, Headers
 from fetchers.requests_http import fetch, new_session
 
 STARTUP_TIMEOUT = 60.0
@@ -34,10 +34,10 @@ def _init_worker(settings: FetchSettings, ready: threading.Barrier) -> None:
         ready.wait(STARTUP_TIMEOUT)
 
 
-def fetch_one(url: str) -> FetchResult:
-    """Fetch `url` in a worker process with that worker's session."""
+def fetch_one(url: str, headers: Headers | None = None) -> FetchResult:
+    """Fetch `url` (with `headers` besides the session's) in a worker process with that worker's session."""
     assert _worker_session is not None and _worker_settings is not None, "pool initializer did not run"
-    return fetch(_worker_session, url, _worker_settings)
+    return fetch(_worker_session, url, _worker_settings, headers=headers)
 
 
 class _Pool(multiprocessing.pool.Pool):
@@ -88,10 +88,10 @@ class ProcessFetcher(Fetcher):
         ready.wait(STARTUP_TIMEOUT)
         ready.abort()  # a worker started later, to replace one that died, must not wait for the others
 
-    def _start(self, url: str, delivery: Delivery) -> None:
+    def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Send the URL to a worker; the result (or what the fetch raised) arrives on the pool's result-handler
         thread."""
-        self._pool.apply_async(self.work, (url,), callback=delivery, error_callback=delivery.fail)
+        self._pool.apply_async(self.work, (url, headers), callback=delivery, error_callback=delivery.fail)
 
     def _release(self) -> None:
         self._pool.close()

@@ -29,6 +29,7 @@ from fetchers.base import (
     ErrorKind,
     FetchResult,
     FetchSettings,
+    Headers,
     environment_matters,
     error_result,
     os_error_kind,
@@ -146,13 +147,14 @@ def _error_kind(exc: BaseException) -> ErrorKind:
     return os_error_kind(exc)
 
 
-def _get(session: requests.Session, url: str, settings: FetchSettings, start: float, watch: Watch) -> FetchResult:
+def _get(session: requests.Session, url: str, settings: FetchSettings, start: float, watch: Watch,
+         headers: Headers | None) -> FetchResult:  # fmt: skip
     status = None
     try:
         # Connecting may take no longer than the whole request. The reaper ends the request at its deadline; the
         # read timeout, a little longer, is only a backstop.
         timeout = (min(settings.connect_timeout, settings.timeout), settings.timeout + READ_BACKSTOP)
-        with session.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+        with session.get(url, headers=headers, timeout=timeout, stream=True, allow_redirects=False) as response:
             if watch.expired:  # the headers were cut off by the deadline: their status is not the response's
                 raise DeadlineExceeded.after(settings.timeout)
             status = response.status_code
@@ -167,16 +169,17 @@ def _get(session: requests.Session, url: str, settings: FetchSettings, start: fl
         return error_result(url, _error_kind(exc), exc, (time.perf_counter() - start) * 1000, status)
 
 
-def fetch(session: requests.Session, url: str, settings: FetchSettings, group: WatchGroup | None = None) -> FetchResult:
-    """GET `url` without following redirects, within `settings.timeout` seconds from connecting to the last
-    byte. A network failure comes back as a result, a deadline passed as a `timeout` one; `group` lets the
-    caller end the request early (`REAPER.expire_group`)."""
+def fetch(session: requests.Session, url: str, settings: FetchSettings, group: WatchGroup | None = None,
+          headers: Headers | None = None) -> FetchResult:  # fmt: skip
+    """GET `url` (with `headers` besides the session's) without following redirects, within `settings.timeout`
+    seconds from connecting to the last byte. A network failure comes back as a result, a deadline passed as a
+    `timeout` one; `group` lets the caller end the request early (`REAPER.expire_group`)."""
     start = time.perf_counter()
     watch = _current.watch = REAPER.watch(settings.timeout, group)
     _current.target = split_target(url)[1]
     result = None
     try:
-        result = _get(session, url, settings, start, watch)
+        result = _get(session, url, settings, start, watch, headers)
     except Exception:
         if not watch.expired:
             raise

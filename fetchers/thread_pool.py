@@ -8,7 +8,7 @@ from functools import partial
 
 import requests
 
-from fetchers.base import Delivery, Fetcher, FetchResult, FetchSettings
+from fetchers.base import Delivery, Fetcher, FetchResult, FetchSettings, Headers
 from fetchers.reaper import REAPER, WatchGroup
 from fetchers.requests_http import fetch, new_session
 
@@ -39,17 +39,17 @@ class ThreadFetcher(Fetcher):
                 self._sessions.append(session)
         return session
 
-    def _fetch(self, url: str) -> FetchResult:
+    def _fetch(self, url: str, headers: Headers | None) -> FetchResult:
         session = self._session()
         try:
-            return fetch(session, url, self.settings, self._watches)
+            return fetch(session, url, self.settings, self._watches, headers)
         finally:
             if self._watches.closed:  # stopped: this thread fetches no more, and its connections must not linger
                 session.close()
 
-    def _start(self, url: str, delivery: Delivery) -> None:
+    def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Queue the fetch on the executor; the result is delivered from the worker thread."""
-        future = self._executor.submit(self._fetch, url)
+        future = self._executor.submit(self._fetch, url, headers)
         future.add_done_callback(partial(_deliver, delivery))
 
     def _release(self) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from fetchers import Fetcher, FetchResult, FetchSettings, get_fetcher
-from fetchers.base import BodyReader, Delivery
+from fetchers.base import BodyReader, Delivery, Headers
 from fetchers.process_pool import ProcessFetcher, fetch_one
 from fetchers.reaper import REAPER
 
@@ -143,10 +143,10 @@ def _probing() -> Iterator[None]:
         BodyReader.result = _original_result
 
 
-def probing_fetch_one(url: str) -> FetchResult:
+def probing_fetch_one(url: str, headers: Headers | None = None) -> FetchResult:
     """A process-pool worker's work while probing: `fetch_one`, its body reader instrumented."""
     BodyReader.result = _probing_result  # this worker process is the probe's alone
-    return fetch_one(url)
+    return fetch_one(url, headers)
 
 
 class ProbeProcessFetcher(ProcessFetcher):
@@ -162,10 +162,10 @@ def fetcher_class(backend: str, grace: float | None) -> type[Fetcher]:
     class Probe(base):
         close_grace = base.close_grace if grace is None else grace
 
-        def _start(self, url: str, delivery: Delivery) -> None:
+        def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
             if "/lost" in url and backend != "process":
                 return  # the process backend loses it by a worker's death
-            super()._start(url, delivery)
+            super()._start(url, delivery, headers)
 
     return Probe
 

@@ -39,7 +39,18 @@ from crawler.extras import install_hint
 from crawler.html_report import ReportError, render_report
 from crawler.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
 from crawler.progress import ProgressDisplay
-from crawler.report import broken_text, counted, human_bytes, runs_text, stats_text, summary_dict, summary_text, table
+from crawler.report import (
+    broken_text,
+    changes_text,
+    counted,
+    human_bytes,
+    refresh_text,
+    runs_text,
+    stats_text,
+    summary_dict,
+    summary_text,
+    table,
+)
 from crawler.seeds import SeedError, load_seeds
 from crawler.serve import DEFAULT_PORT, ServeError, serve
 from storage import (
@@ -48,7 +59,9 @@ from storage import (
     PageFilter,
     StorageError,
     broken_links,
+    changes,
     check_filter,
+    last_two_passes,
     latest_run_ids,
     open_readonly,
     run_query,
@@ -195,6 +208,9 @@ def _crawl_and_report(request: JobRequest, quiet: bool, stats_json: Path | None 
     if stats_json is not None:
         stats_json.write_text(json.dumps(summary_dict(summary)))
     typer.echo(summary_text(summary, len(job.seeds), request.db_path))
+    if job.changes is not None:
+        typer.echo(refresh_text(job.changes, summary.bytes_saved))
+        typer.echo(f"What changed: crawler changes --db {shlex.quote(request.db_path)}")
     again = f"crawler crawl --resume --db {shlex.quote(request.db_path)}"
     if summary.interrupted:
         typer.echo(f"Interrupted: what was fetched is saved. To continue: {again}", err=True)
@@ -271,6 +287,14 @@ def crawl(
             "--ignore-nofollow/--obey-nofollow", help="Follow rel=nofollow links and pages with meta robots nofollow."
         ),
     ] = False,
+    sitemaps: Annotated[
+        bool,
+        typer.Option(
+            "--sitemaps/--no-sitemaps",
+            help="Read the seed sites' sitemaps (robots.txt's Sitemap: lines and /sitemap.xml) and crawl the pages "
+            "they list, under the same scope, depth and robots rules as links.",
+        ),
+    ] = True,
     user_agent: Annotated[
         str, typer.Option(help="The User-Agent header, also the name robots.txt rules are matched against.")
     ] = DEFAULT_USER_AGENT,
@@ -280,6 +304,14 @@ def crawl(
     restart: Annotated[
         bool, typer.Option("--restart", help="Forget an unfinished crawl in --db and start from the seeds.")
     ] = False,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="Crawl the finished crawl in --db again with its seeds and settings, downloading only the pages "
+            "that changed (conditional requests); `crawler changes` then lists what changed.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     stats_json: Annotated[Path | None, typer.Option(hidden=True, help="Write the summary here as JSON.")] = None,
 ) -> None:
@@ -288,26 +320,26 @@ def crawl(
     The database keeps the crawl's seeds and settings. Running it again on the same database (or with
     --resume) continues an unfinished crawl with them: options given then override them for the rest of it.
     """
-    if resume and restart:
-        fail("choose one of --resume and --restart")
+    if resume + restart + refresh > 1:
+        fail("choose one of --resume, --restart and --refresh")
     try:
-        urls, problems = load_seeds(seeds or ([] if resume else ["seeds.txt"]))
+        urls, problems = load_seeds(seeds or ([] if resume or refresh else ["seeds.txt"]))
     except SeedError as exc:
         fail(str(exc))
     for problem in problems:
         typer.echo(f"Skipped seed: {problem}", err=True)
-    if not urls and not resume:
+    if not urls and not (resume or refresh):
         fail("no valid seed URL to crawl")
     values = {
         "backend": backend.value, "parser": parser.value, "concurrency": concurrency, "per_host": per_host,
         "delay": delay, "depth": depth, "max_pages": max_pages, "max_pages_per_host": max_pages_per_host,
         "same_host": same_host, "timeout": timeout, "connect_timeout": connect_timeout, "retries": retries,
         "backoff": backoff, "max_size": max_size, "obey_robots": not ignore_robots,
-        "obey_nofollow": not ignore_nofollow, "user_agent": user_agent,
+        "obey_nofollow": not ignore_nofollow, "sitemaps": sitemaps, "user_agent": user_agent,
     }  # fmt: skip
     options = {"obey_robots": "ignore_robots", "obey_nofollow": "ignore_nofollow"}
     given = {name: value for name, value in values.items() if _given(ctx, options.get(name, name))}
-    request = JobRequest(str(db), urls, given, resume=resume, restart=restart)
+    request = JobRequest(str(db), urls, given, resume=resume, restart=restart, refresh=refresh)
     _crawl_and_report(request, quiet, stats_json)
 
 
@@ -318,6 +350,14 @@ def demo(
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site.")] = 300,
     db: DbOption = Path("demo.db"),
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
+    show_changes: Annotated[
+        bool,
+        typer.Option(
+            "--changes",
+            help="Then change the site (a tenth of its pages, one deleted, one now 404, one new in its sitemap), "
+            "refresh the crawl, and show what changed.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Generate a site, serve it on 127.0.0.1, crawl it, and show the results. Needs no network.
@@ -331,18 +371,27 @@ def demo(
     from crawler.siteserver import SiteOptions, serve_in_subprocess
 
     typer.echo(f"Serving a generated site of {counted(pages, 'page')} on 127.0.0.1 ...")
-    with serve_in_subprocess(SiteOptions(pages)) as server:
+    with serve_in_subprocess(SiteOptions(pages, changing=show_changes)) as server:
         origin = server.origins[0]
         typer.echo(f"Crawling {origin}/ with the {backend.value} backend\n")
         # The whole site, as fast as it will go: it is our own server.
         given = {"backend": backend.value, "parser": parser.value, "concurrency": concurrency,
                  "per_host": concurrency, "depth": pages, "max_pages": 2 * pages + 100, "backoff": 0.1}  # fmt: skip
         _crawl_and_report(JobRequest(str(db), [f"{origin}/"], given, made_by=DEMO), quiet)
-    with open_readonly(db) as database:
-        typer.echo("\n" + stats_text(stats(database)))
+        if show_changes:
+            server.change()
+            typer.echo("\nThe site changed. Refreshing the crawl: only what changed is downloaded.\n")
+            _crawl_and_report(JobRequest(str(db), [], {}, refresh=True, made_by=DEMO), quiet)
     quoted = shlex.quote(str(db))
+    commands = ["broken", "report", "serve"]
+    with open_readonly(db) as database:
+        if show_changes:
+            typer.echo("\n" + changes_text(changes(database, *last_two_passes(database))))
+            commands.insert(0, "changes")
+        else:
+            typer.echo("\n" + stats_text(stats(database)))
     typer.echo("\nExplore it:")  # a command a line, each ready to paste
-    for command in ("broken", "report", "serve"):
+    for command in commands:
         typer.echo(f"  crawler {command} --db {quoted}" + (" -o report.html" if command == "report" else ""))
 
 
@@ -488,6 +537,50 @@ def compare(
         typer.echo(compare_text(rows))
 
 
+@app.command("changes")
+def changes_command(
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Argument(
+            metavar="[RUN_A [RUN_B]]",
+            help="The runs to compare (see `crawler runs`); each stands for the site as its pass had seen it then.",
+            show_default="the last two passes over the site",
+        ),
+    ] = None,
+    db: DbOption = Path(DEFAULT_DB),
+    host: HostFilter = None,
+    min_change: Annotated[
+        int, typer.Option(min=0, metavar="BYTES", help="Only content changes of at least this many bytes.")
+    ] = 0,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Output CSV, a row per changed URL.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array, an object per changed URL.")] = False,
+    as_lines: Annotated[bool, typer.Option("--nl", help="Output JSON Lines, an object a line.")] = False,
+) -> None:
+    """What changed on the site between two crawls of it: pages new, gone, with another status, and changed
+    in size (largest change first)."""
+    writer = _machine_format(as_csv, as_json, as_lines)
+    ids = run_ids or []
+    if len(ids) > 2:
+        fail("give at most two runs: RUN_A and RUN_B")
+    with _open(db) as database:
+        try:
+            if len(ids) == 2:
+                run_a, run_b = ids
+            elif ids:
+                run_a, run_b = ids[0], database.execute("SELECT max(id) FROM runs").fetchone()[0]
+            else:
+                run_a, run_b = last_two_passes(database)
+            found = changes(database, run_a, run_b, host, min_change)
+        except StorageError as exc:
+            fail(str(exc))
+    if writer is not None:
+        rows = found.rows()
+        columns = ["change", "url", "status_a", "status_b", "size_a", "size_b", "delta"]
+        writer(sys.stdout, columns, ([row[column] for column in columns] for row in rows))
+    else:
+        typer.echo(changes_text(found))
+
+
 @app.command()
 def broken(
     db: DbOption = Path(DEFAULT_DB),
@@ -557,9 +650,11 @@ class ExportTable(StrEnum):
     """The tables `crawler export` writes (see `storage.EXPORT_TABLES`)."""
 
     pages = "pages"
+    fetches = "fetches"
     links = "links"
     runs = "runs"
     frontier = "frontier"
+    sitemaps = "sitemaps"
 
 
 @app.command()

@@ -50,6 +50,7 @@ class CrawlConfig:
     max_url_length: int = DEFAULT_MAX_URL_LENGTH
     obey_robots: bool = True
     obey_nofollow: bool = True
+    sitemaps: bool = True  # read the seed origins' sitemaps (robots.txt's Sitemap: lines and /sitemap.xml)
     user_agent: str = DEFAULT_USER_AGENT
 
     def settings(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ what is in flight finish; a second abandons it at once. Either way every finishe
 
 from __future__ import annotations
 
+import hashlib
 import math
 import queue
 import random
@@ -23,13 +24,34 @@ from crawler.frontier import Found, Frontier, Outcome, Request, page_row
 from crawler.retries import http_error, retry_for
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
 from crawler.urls import resolve
-from fetchers import ErrorKind, Fetcher, FetchResult
+from fetchers import ErrorKind, Fetcher, FetchResult, Headers
 from parsers import Page, Parser, is_html
+from storage import Known
 
 HTTP_ERROR, REDIRECTS, PARSE = "http", "redirects", "parse"
 TICK_SECONDS = 0.25  # how often the loop wakes while it waits for results
 WATCHDOG_GRACE = 5.0  # seconds past a request's deadline before the engine stops waiting for its backend
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+NOT_MODIFIED = 304
+
+
+def conditional(known: Known | None) -> Headers | None:
+    """The headers that ask the server for the page only if it changed since `known` (RFC 9110 13.1): its
+    ETag and its Last-Modified date, as the server sent them. None when there is nothing to ask with."""
+    if known is None:
+        return None
+    headers = {}
+    if known.etag:
+        headers["If-None-Match"] = known.etag
+    if known.last_modified:
+        headers["If-Modified-Since"] = known.last_modified
+    return headers or None
+
+
+def content_hash(body: bytes) -> str:
+    """The body's fingerprint, for telling an unchanged page from a changed one when the server sends no
+    validators: BLAKE2b with a 128-bit digest, in hex."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
 @dataclass(slots=True)
@@ -78,7 +100,7 @@ class Engine:
             self._tokens += 1
             self._in_flight[self._tokens] = _InFlight(request, now + self.config.timeout + WATCHDOG_GRACE)
             # The callback runs on the backend's thread: it only hands the result to the main thread.
-            self._fetcher.submit(request.url, partial(self._deliver, self._tokens))
+            self._fetcher.submit(request.url, partial(self._deliver, self._tokens), conditional(request.known))
 
     def _deliver(self, token: int, result: FetchResult) -> None:
         self._results.put((token, result))
@@ -96,8 +118,13 @@ class Engine:
         if request.robots:
             self._frontier.robots_answered(request, result.status, result.body, result.error_kind, result.location,
                                            now)  # fmt: skip
+        elif request.sitemap is not None:
+            self._frontier.sitemap_answered(request, result.status, result.body, result.error_kind,
+                                            result.error_message, result.location, now)  # fmt: skip
         elif result.status in REDIRECT_STATUSES and result.location:
             self._redirected(request, result)
+        elif request.known is not None and result.status == NOT_MODIFIED and result.error_kind is None:
+            self._unchanged(request, request.known, result, not_modified=True)
         else:
             self._record(request, result)
 
@@ -136,9 +163,29 @@ class Engine:
             self._record(request, result, final_url=target, found=[Found(target, request.depth, request.hops + 1,
                                                                          chain)])  # fmt: skip
 
-    def _links(self, page: Page | None, depth: int) -> tuple[list[str], list[Found], int]:
-        """(every link, the links to follow), without repeats; and how many hrefs were unusable (rejected by
-        the URL standard, or longer than --max-url-length)."""
+    def _unchanged(self, request: Request, known: Known, result: FetchResult, not_modified: bool) -> None:
+        """Record a page found as an earlier pass left it (a 304, or the same body): its row carries the known
+        size, title and links over, and its stored links are followed again without parsing it."""
+        error_kind = error_message = None
+        if known.status is not None and known.status >= 400:
+            error_kind, error_message = HTTP_ERROR, http_error(known.status)
+        row = page_row(request, self.config.backend, error_kind, error_message, status=known.status,
+                       content_type=known.content_type, size=known.size, truncated=known.truncated,
+                       title=known.title, link_count=known.link_count, unusable_links=known.unusable_links,
+                       attempts=request.attempt, elapsed_ms=round(result.elapsed_ms, 3),
+                       content_hash=known.content_hash, etag=result.etag or known.etag,
+                       last_modified=result.last_modified or known.last_modified,
+                       not_modified=int(not_modified))  # fmt: skip
+        stored = self._frontier.stored_links(request.url)
+        follow = [Found(url, request.depth + 1) for url, followed in stored if followed]
+        self.summary.bytes += len(result.body)
+        if not_modified:
+            self.summary.bytes_saved += known.size or 0
+        self._complete(Outcome(request, row, None, follow))
+
+    def _links(self, page: Page | None, depth: int) -> tuple[list[tuple[str, bool]], list[Found], int]:
+        """(every link and whether it is followed, the links to follow), without repeats; and how many hrefs
+        were unusable (rejected by the URL standard, or longer than --max-url-length)."""
         if page is None:
             return [], [], 0
         links: dict[str, bool] = {}
@@ -150,15 +197,20 @@ class Engine:
                 unusable += 1
                 continue
             links[url] = links.get(url, False) or (not follow_none and url not in nofollow)
-        return list(links), [Found(url, depth + 1) for url, follow in links.items() if follow], unusable
+        return list(links.items()), [Found(url, depth + 1) for url, follow in links.items() if follow], unusable
 
     def _record(self, request: Request, result: FetchResult, error_kind: str | None = None,
                 error_message: str | None = None, final_url: str | None = None,
                 found: list[Found] | None = None) -> None:  # fmt: skip
         ok = result.status is not None and 200 <= result.status < 300 and result.error_kind is None
+        fingerprint = content_hash(result.body) if result.status is not None else None
+        known = request.known
+        if ok and known is not None and (known.status, known.content_hash) == (result.status, fingerprint):
+            self._unchanged(request, known, result, not_modified=False)  # the same body: no need to parse it
+            return
         start = time.perf_counter()
         page: Page | None = None
-        links: list[str] = []
+        links: list[tuple[str, bool]] = []
         follow: list[Found] = []
         unusable = 0
         if ok and is_html(result.content_type):
@@ -178,7 +230,8 @@ class Engine:
                        size=len(result.body) if result.status is not None else None,
                        truncated=int(result.truncated), title=page.title if page else None, link_count=len(links),
                        unusable_links=unusable, attempts=request.attempt,
-                       elapsed_ms=round(result.elapsed_ms, 3))  # fmt: skip
+                       elapsed_ms=round(result.elapsed_ms, 3), content_hash=fingerprint, etag=result.etag,
+                       last_modified=result.last_modified)  # fmt: skip
         self.summary.bytes += len(result.body)
         # Also while stopping: the resumed crawl needs these links.
         self._complete(Outcome(request, row, links, (found or []) + follow))

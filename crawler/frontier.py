@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crawler.urls import host
+from storage import Known
 
 
 @dataclass(slots=True)
@@ -29,6 +30,13 @@ class Request:
     via: tuple[str, ...] = ()  # the URLs that redirected here, first first
     attempt: int = 1
     robots: bool = False  # a robots.txt fetch: it goes first and holds the origin's pages until answered
+    known: Known | None = None  # on a refresh: the page as an earlier pass found it
+    sitemap: int | None = None  # a sitemap fetch: how many sitemap indexes led to it (None: not a sitemap)
+
+    @property
+    def page(self) -> bool:
+        """Whether it fetches a page (not robots.txt, not a sitemap): only pages count against the limits."""
+        return not self.robots and self.sitemap is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,9 @@ class Outcome:
 
     request: Request
     row: dict[str, Any]  # the `pages` row
-    links: list[str] = field(default_factory=list)  # every link on the page, for the `links` table
+    # Every link on the page and whether it was followed, for the `links` table; None keeps those stored (the
+    # page is unchanged).
+    links: list[tuple[str, bool]] | None = field(default_factory=list)
     found: list[Found] = field(default_factory=list)  # URLs to queue (the frontier checks scope and depth)
 
 
@@ -119,6 +129,16 @@ class Frontier(ABC):
     def robots_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
                         location: str | None, now: float) -> None:  # fmt: skip
         """The response to an origin's robots.txt: its rules and Crawl-delay now apply to the origin's pages."""
+
+    @abstractmethod
+    def sitemap_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
+                         error_message: str | None, location: str | None, now: float) -> None:  # fmt: skip
+        """The response to a sitemap: its page URLs join the frontier (as links would), the sitemaps it lists
+        are fetched in turn, and what it held (or why it was unusable) is recorded."""
+
+    @abstractmethod
+    def stored_links(self, url: str) -> list[tuple[str, bool]]:
+        """The links an earlier pass stored for the page at `url` (target, followed): an unchanged page's."""
 
     @abstractmethod
     def exhausted(self) -> bool:

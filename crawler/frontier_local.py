@@ -10,17 +10,23 @@ wait behind it.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from crawler.config import CrawlConfig
 from crawler.frontier import Found, Frontier, Outcome, Refusal, Request
 from crawler.robots import RobotRules, robots_url
-from crawler.scheduler import Scheduler
-from crawler.urls import host, origin, resolve
+from crawler.scheduler import Origin, Scheduler
+from crawler.sitemaps import parse_sitemap
+from crawler.urls import canonical, host, origin, resolve
 from storage import FrontierEntry, PageStore
 
 WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)
 ORIGIN_WINDOW = 500  # requests of one origin held in memory at most
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
+SITEMAP_MAX_REDIRECTS = 5
+# Sitemap indexes followed into sitemap indexes at most (the protocol allows none; some sites nest one level).
+SITEMAP_MAX_NESTING = 2
+SITEMAP_DEPTH = 1  # a page a sitemap lists counts as one hop from the seed, as if the home page linked it
 
 
 def _entry(found: Found) -> FrontierEntry:
@@ -30,11 +36,13 @@ def _entry(found: Found) -> FrontierEntry:
 class LocalFrontier(Frontier):
     """A frontier in one SQLite crawl database, for one crawling process."""
 
-    def __init__(self, config: CrawlConfig, store: PageStore, seeds: list[str]) -> None:
+    def __init__(self, config: CrawlConfig, store: PageStore, seeds: list[str], refresh: bool = False) -> None:
         """Continue the frontier in `store`, adding `seeds` (the crawl's: those there already are ignored),
-        whose hosts are the crawl's scope."""
+        whose hosts are the crawl's scope. With `refresh`, each request carries what the database knows of its
+        page, for a conditional request."""
         self.config = config
         self._store = store
+        self._refresh = refresh
         self._scheduler = Scheduler(config.per_host, config.delay, config.max_pages_per_host)
         # A database written before crawls were recorded knows its seeds by their depth, 0.
         self._seed_hosts = {host(url) for url in seeds} | {host(key) for key in store.seed_origins()}
@@ -42,6 +50,8 @@ class LocalFrontier(Frontier):
         self._min_load = max(8, 2 * config.per_host)
         self._hungry: set[str] = set()  # origins whose queue is low while storage holds more of theirs
         self._refused: list[Refusal] = []
+        self._seed_origins = {origin(url) for url in seeds}  # whose sitemaps are read
+        self._sitemaps_seen: set[str] = set()  # sitemap URLs requested in this run, so that none is read twice
         self.resumed_from = store.done
         self._started = store.done  # first attempts of pages, those done in earlier runs included
         for key, done in store.done_by_origin().items():
@@ -88,10 +98,10 @@ class LocalFrontier(Frontier):
             if room <= 0 and not empty:
                 break
             want = min(ORIGIN_WINDOW - len(state.queue), max(room, self._min_load if empty else 0))
-            entries = self._store.queued_for(key, state.cursor, want)
+            entries = self._store.queued_for(key, state.cursor, want, known=self._refresh)
             for entry in entries:
                 via = tuple(entry.via.split("\n")) if entry.via else ()
-                self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via), now)
+                self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via, known=entry.known), now)
             if entries:
                 state.cursor = entries[-1].seq
             room -= len(entries)
@@ -111,6 +121,9 @@ class LocalFrontier(Frontier):
         forbids it."""
         state = self._scheduler.origin(request.origin)
         if not self.config.obey_robots:
+            if not state.robots_requested:  # robots.txt, which also names sitemaps, is not read
+                state.robots_requested = True
+                self._read_sitemaps(state, RobotRules(), now)
             self._scheduler.push(request, now)
         elif state.rules is not None:
             if state.rules.allowed(request.url, self.config.user_agent):
@@ -142,7 +155,7 @@ class LocalFrontier(Frontier):
         state = self._scheduler.origin(request.origin)
         if state.more and len(state.queue) < self._low:
             self._hungry.add(request.origin)
-        if not request.robots and request.attempt == 1:
+        if request.page and request.attempt == 1:
             self._started += 1
             if self._budget_left() <= 0:
                 self.limit_reached = True
@@ -180,11 +193,67 @@ class LocalFrontier(Frontier):
         if status in (301, 302, 303, 307, 308) and target and request.hops < ROBOTS_MAX_REDIRECTS:
             self._scheduler.push(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
             return
-        state.learn_robots(
-            RobotRules.from_response(status, body, error_kind), self.config.delay, self.config.user_agent
-        )
+        rules = RobotRules.from_response(status, body, error_kind)
+        state.learn_robots(rules, self.config.delay, self.config.user_agent)
         for page in self._scheduler.unblock(state, now):
             self._admit(page, now)
+        self._read_sitemaps(state, rules, now)
+
+    # -- sitemaps --------------------------------------------------------------------------------------
+
+    def _read_sitemaps(self, state: Origin, rules: RobotRules, now: float) -> None:
+        """Queue a seed origin's sitemaps: those its robots.txt names, and /sitemap.xml if robots.txt allows it
+        (none when robots.txt keeps the crawler off the host)."""
+        if not self.config.sitemaps or state.origin not in self._seed_origins:
+            return
+        usual = canonical(f"{state.origin}/sitemap.xml")
+        allowed = rules.allowed(usual, self.config.user_agent) or not self.config.obey_robots
+        for url in [*rules.sitemaps(), *([usual] if allowed else [])]:
+            self._request_sitemap(url, origin(url), 0, 0, now)
+
+    def _request_sitemap(self, url: str, key: str, nesting: int, hops: int, now: float) -> None:
+        if url not in self._sitemaps_seen:
+            self._sitemaps_seen.add(url)
+            self._scheduler.push(Request(url, key, 0, hops, sitemap=nesting), now)
+
+    def sitemap_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
+                         error_message: str | None, location: str | None, now: float) -> None:  # fmt: skip
+        """Queue the pages a sitemap lists (in scope, within the depth limit) and the sitemaps it lists; record
+        it. A redirect is followed (five at most); nesting deeper than `SITEMAP_MAX_NESTING` is an error."""
+        nesting = request.sitemap or 0
+        target = resolve(location, request.url) if location else None
+        row: dict[str, Any] = {"url": request.url, "status": status, "error_kind": error_kind,
+                               "error_message": error_message, "pages": 0, "sitemaps": 0}  # fmt: skip
+        if status in (301, 302, 303, 307, 308) and target and request.hops < SITEMAP_MAX_REDIRECTS:
+            self._request_sitemap(target, request.origin, nesting, request.hops + 1, now)
+            row["error_message"] = f"redirected to {target}"
+        elif status is not None and status != 200 and error_kind is None:
+            row["error_kind"], row["error_message"] = "http", f"HTTP {status}"
+        elif status == 200:
+            sitemap = parse_sitemap(body, request.url)
+            row["pages"], row["sitemaps"] = len(sitemap.pages), len(sitemap.sitemaps)
+            faults = [sitemap.error] if sitemap.error else []
+            if sitemap.sitemaps and nesting >= SITEMAP_MAX_NESTING:
+                faults.append(f"sitemap indexes nested more than {SITEMAP_MAX_NESTING} deep: not followed")
+            else:
+                for url in sitemap.sitemaps:
+                    if len(url) <= self.config.max_url_length:
+                        self._request_sitemap(url, origin(url), nesting + 1, 0, now)
+            if faults:
+                row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)
+            found = [
+                Found(entry.url, SITEMAP_DEPTH)
+                for entry in sitemap.pages
+                if len(entry.url) <= self.config.max_url_length  # as links are
+            ]
+            self._newly_found(self._store.add_found(
+                [_entry(item) for item in found if item.depth <= self.config.depth and self._in_scope(item.url)]
+            ))  # fmt: skip
+        self._store.record_sitemap(row)
+
+    def stored_links(self, url: str) -> list[tuple[str, bool]]:
+        """The links stored for the page at `url`."""
+        return self._store.links_of(url)
 
     # -- the end ---------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import sqlite_utils
 
 import storage
 from crawler.report import counted, human_bytes, size_range
-from storage import Stats, StorageError
+from storage import Change, Stats, StorageError
 
 ACCENT = "#2f62c9"
 ERROR = "#c8553d"
@@ -32,12 +32,14 @@ TONES = {"accent": ACCENT, "tint": TINT, "error": ERROR, "muted": MUTED}
 
 TOP_HOSTS = 20
 LARGEST_PAGES = 10
+CHANGES_SHOWN = 20  # rows of each table of the changes section
 MAX_POINTS = 120  # per line of the pages/s chart
 SHORT_BUCKETS = (0.1, 0.2, 0.5)  # for runs too short to give MIN_POINTS one-second buckets
 MIN_POINTS = 20
 BUCKET_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 KB = 1024
 DASH = "\u2013"  # en dash, for ranges
+MINUS = "\u2212"  # for a size that shrank
 
 
 class ReportError(Exception):
@@ -115,10 +117,18 @@ def bucket_seconds(span: float) -> float:
     return math.ceil(span / (MAX_POINTS - 1))
 
 
+def _run_rows(db: sqlite_utils.Database) -> str:
+    """The table holding each run's own rows: `fetches`, a row per page each run fetched; in a database
+    written before history was kept, `pages` (where a page counts for the last run that fetched it only)."""
+    return "fetches" if "fetches" in db.table_names() else "pages"
+
+
 def _timeline(db: sqlite_utils.Database, runs: list[dict[str, Any]] | None) -> tuple[list[Series], float]:
     """Pages written per bucket since each run's start (its `started_at`, or its first page if earlier), and
-    the bucket width. With `runs` None (none recorded), one line for all pages since the first."""
+    the bucket width: every page each run fetched, including those a later run fetched again. With `runs`
+    None (none recorded), one line for all pages since the first."""
     day = 86400.0
+    source = "pages" if runs is None else _run_rows(db)
     lines: list[tuple[str, str, list[Any], str | None]] = (  # label, which pages, their parameters, start
         [("all pages", "1", [], None)]
         if runs is None
@@ -128,7 +138,7 @@ def _timeline(db: sqlite_utils.Database, runs: list[dict[str, Any]] | None) -> t
     spans = []
     for label, where, params, started_at in lines:
         given, first, last = db.execute(
-            f"SELECT julianday(?), min(julianday(fetched_at)), max(julianday(fetched_at)) FROM pages WHERE {where}",
+            f"SELECT julianday(?), min(julianday(fetched_at)), max(julianday(fetched_at)) FROM {source} WHERE {where}",
             [started_at, *params],
         ).fetchone()
         if first is not None:
@@ -142,7 +152,7 @@ def _timeline(db: sqlite_utils.Database, runs: list[dict[str, Any]] | None) -> t
     for label, where, params, start in starts:
         counts = dict(
             db.execute(
-                f"SELECT CAST(max(0.0, (julianday(fetched_at) - ?) * {day}) / ? AS INTEGER), count(*) FROM pages "
+                f"SELECT CAST(max(0.0, (julianday(fetched_at) - ?) * {day}) / ? AS INTEGER), count(*) FROM {source} "
                 f"WHERE {where} AND julianday(fetched_at) IS NOT NULL GROUP BY 1",
                 [start, width, *params],
             ).fetchall()
@@ -472,6 +482,10 @@ td.num { white-space: nowrap; }
 td .sub { color: var(--soft); font-size: 12px; }
 table.pages { table-layout: fixed; }
 table.pages td.url { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+section h3 { font-size: 14px; margin: 18px 0 4px; }
+#changes-counts { width: auto; margin-bottom: 4px; }
+#changes-counts td, #changes-counts th { padding-right: 22px; }
+#changes-counts td { font-size: 18px; font-weight: 600; }
 footer { color: var(--soft); font-size: 12px; text-align: center; }
 """.replace("__ACCENT__", ACCENT)
 
@@ -716,6 +730,118 @@ def _largest_section(db: sqlite_utils.Database) -> str:
     return _section("largest", "Largest pages", note, table)
 
 
+def _signed_bytes(delta: int) -> str:
+    """+1.5 KB, \u22121.5 KB, \u00b10 B (the same size, another body)."""
+    return ("\u00b1" if delta == 0 else "+" if delta > 0 else MINUS) + human_bytes(abs(delta))
+
+
+def _size_cell(size: int | None) -> str:
+    if size is None:
+        return '<td class="num">—</td>'
+    return f'<td class="num" title="{esc(f"{size:,} bytes")}">{esc(human_bytes(size))}</td>'
+
+
+def _status_cell(status: int | None) -> str:
+    return f'<td class="num">{esc("no response" if status is None else status)}</td>'
+
+
+def _url_cell(url: str) -> str:
+    return f'<td class="url mono" title="{esc(url)}">{esc(url)}</td>'
+
+
+def _changes_table(
+    table_id: str, heading: str, changes: list[Change], heads: Sequence[str], cells: Callable[[Change], str]
+) -> str:
+    """One kind of change: a heading with its count, then a row per change (the first CHANGES_SHOWN)."""
+    if not changes:
+        return ""
+    shown = changes[:CHANGES_SHOWN]
+    more = (
+        f" (the first {len(shown)}; <code>crawler changes --csv</code> lists all)" if len(changes) > len(shown) else ""
+    )
+    columns = "".join('<col style="width:110px">' for _ in heads)
+    rows = "".join(f"<tr>{_url_cell(change.url)}{cells(change)}</tr>" for change in shown)
+    return (
+        f'<h3 id="{table_id}-h">{esc(heading)}: {len(changes):,}{more}</h3>'
+        f'<table class="pages" id="{table_id}"><colgroup><col>{columns}</colgroup><thead><tr><th>URL</th>'
+        + "".join(f'<th class="num">{esc(head)}</th>' for head in heads)
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _changes_section(db: sqlite_utils.Database) -> str:
+    """What changed between the last two passes over the site (`crawler changes`): how many pages of each
+    kind of change, then the largest content changes, the status changes, the new pages and the gone ones.
+    With one pass only (or no history), a line saying what would fill it."""
+    heading = "Changes"
+    note = "What changed between the last two passes over the site, as <code>crawler changes</code> lists it."
+    refresh = "after a refresh (<code>crawler crawl --refresh</code>), this section shows what changed."
+    if "fetches" not in db.table_names():
+        why = "This database was written before the crawler kept a history of pages"
+        return _section("changes", heading, note, f'<p class="empty">{why}: {refresh}</p>')
+    try:
+        run_a, run_b = storage.last_two_passes(db)
+    except StorageError:
+        return _section("changes", heading, note, f'<p class="empty">One pass over the site so far: {refresh}</p>')
+    found = storage.changes(db, run_a, run_b)
+    note = (
+        f"The site as the last pass over it saw it (up to run #{run_b}) against the pass before (up to run "
+        f"#{run_a}), as <code>crawler changes</code> lists it."
+    )
+    counts = [
+        ("new", len(found.new)),
+        ("gone", len(found.gone)),
+        ("another status", len(found.status)),
+        ("changed", len(found.resized)),
+        ("unchanged", found.unchanged),
+    ]
+    summary = (
+        '<table id="changes-counts"><thead><tr>'
+        + "".join(f'<th class="num">{esc(name)}</th>' for name, _ in counts)
+        + "</tr></thead><tbody><tr>"
+        + "".join(f'<td class="num">{count:,}</td>' for _, count in counts)
+        + "</tr></tbody></table>"
+    )
+
+    def resized(change: Change) -> str:
+        return (
+            f"{_size_cell(change.size_a)}{_size_cell(change.size_b)}"
+            f'<td class="num" title="{esc(f"{change.delta:+,} bytes")}">{esc(_signed_bytes(change.delta))}</td>'
+        )
+
+    tables = [
+        _changes_table(
+            "changes-resized",
+            "Largest content changes",
+            found.resized,
+            ["was", "now", "change"],
+            resized,
+        ),
+        _changes_table(
+            "changes-status",
+            "Another status",
+            found.status,
+            ["was", "now"],
+            lambda change: _status_cell(change.status_a) + _status_cell(change.status_b),
+        ),
+        _changes_table(
+            "changes-new",
+            "New",
+            found.new,
+            ["status", "size"],
+            lambda change: _status_cell(change.status_b) + _size_cell(change.size_b),
+        ),
+        _changes_table(
+            "changes-gone",
+            "Gone (not reached any more)",
+            found.gone,
+            ["status", "size"],
+            lambda change: _status_cell(change.status_a) + _size_cell(change.size_a),
+        ),
+    ]
+    return _section("changes", heading, note, summary + "".join(tables))
+
+
 def render_report(
     db: sqlite_utils.Database,
     db_path: str,
@@ -728,7 +854,9 @@ def render_report(
     Only SELECTs run, so a database opened with `storage.open_readonly` will do; every figure is aggregated in
     SQL. `db_path` is shown in the header; `generated_at` defaults to now (a naive one is taken as UTC). The
     pages/s and backend charts show the runs `run_ids`, or by default the latest run of each backend that has
-    pages, as `crawler compare` does. Raises `ReportError` when a run asked for is not in the database.
+    pages, as `crawler compare` does; each run's line counts every page it fetched. The changes section
+    compares the last two passes over the site, when there are two. Raises `ReportError` when a run asked
+    for is not in the database.
     """
     totals = storage.stats(db, hosts=TOP_HOSTS)
     runs = _chosen_runs(db, list(run_ids) if run_ids else None)
@@ -741,6 +869,7 @@ def render_report(
             _status_section(_statuses(db), totals.pages),
             _timeline_section(db, runs),
             _compare_section(runs, chosen=bool(run_ids)),
+            _changes_section(db),
             _largest_section(db),
         ]
     )

@@ -26,7 +26,20 @@ from crawler.signals import handling
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
 from fetchers import FetchSettings, get_fetcher
 from parsers import get_parser
-from storage import FAILED, FINISHED, INTERRUPTED, LIMIT, NotOurs, Owned, PageStore, check_ours, read_crawl
+from storage import (
+    FAILED,
+    FINISHED,
+    INTERRUPTED,
+    LIMIT,
+    Changes,
+    CrawlRecord,
+    NotOurs,
+    Owned,
+    PageStore,
+    changes,
+    check_ours,
+    read_crawl,
+)
 
 CRAWL, DEMO = "crawl", "demo"  # who made a database: `demo` replaces only databases it made
 
@@ -49,6 +62,7 @@ class JobRequest:
     given: dict[str, Any] = field(default_factory=dict)  # settings named on the command line
     resume: bool = False  # insist on continuing an unfinished crawl
     restart: bool = False  # forget an unfinished crawl and start from the seeds
+    refresh: bool = False  # crawl a finished crawl again, asking only for what changed
     made_by: str = CRAWL
 
 
@@ -61,6 +75,8 @@ class Job:
     resumed: bool = False
     overrides: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # setting -> (stored, now)
     new_seeds: list[str] = field(default_factory=list)  # seeds this run added to an unfinished crawl
+    refresh: bool = False  # conditional requests for the pages an earlier pass fetched
+    changes: Changes | None = None  # after a refresh that finished: what changed since the pass before
 
 
 def _flag(name: str) -> str:
@@ -75,9 +91,42 @@ def _refuse_fixed_changes(stored: dict[str, Any], given: dict[str, Any]) -> None
                            "leave it out to continue, or add --restart to start anew")  # fmt: skip
 
 
+def _continued(
+    store: PageStore, request: JobRequest, record: CrawlRecord | None, fixed: bool
+) -> tuple[CrawlConfig, dict[str, tuple[Any, Any]]]:
+    """The crawl's stored settings with the given ones in place of theirs, and what those changed. With
+    `fixed`, `JobError` if one given changes what an unfinished crawl cannot."""
+    stored = record.settings if record else (store.legacy_settings() or {})
+    base = replace(CrawlConfig(), **{k: v for k, v in stored.items() if k in CrawlConfig().settings()})
+    if fixed:
+        _refuse_fixed_changes(base.settings(), request.given)
+    overrides = {
+        name: (getattr(base, name), value) for name, value in request.given.items() if getattr(base, name) != value
+    }
+    return replace(base, db_path=request.db_path, **{name: now for name, (_, now) in overrides.items()}), overrides
+
+
+def _plan_refresh(store: PageStore, request: JobRequest, record: CrawlRecord | None) -> Job:
+    """A new pass over a finished crawl's site, with its seeds (and any given) and its settings."""
+    if store.queued:
+        raise JobError(f"the crawl in {request.db_path} is unfinished: continue it with --resume (or start anew "
+                       "with --restart) before a refresh")  # fmt: skip
+    if not store.done:
+        raise JobError(f"{request.db_path} holds no finished crawl to refresh: crawl first")
+    config, overrides = _continued(store, request, record, fixed=False)
+    known = record.seeds if record else []
+    seeds = known + [url for url in request.seeds if url not in known]
+    store.reset_frontier()
+    store.save_crawl(seeds, config.settings())
+    return Job(config, seeds, overrides=overrides, new_seeds=seeds[len(known) :], refresh=True)
+
+
 def _plan(store: PageStore, request: JobRequest) -> Job:
-    """A new crawl, or the unfinished one continued with its stored settings and the given overrides."""
+    """A new crawl, the unfinished one continued with its stored settings and the given overrides, or a
+    refresh of a finished one."""
     record = store.crawl_record()
+    if request.refresh:
+        return _plan_refresh(store, request, record)
     cap = request.given.get("max_pages_per_host")
     if (
         (request.resume or store.queued)
@@ -91,17 +140,11 @@ def _plan(store: PageStore, request: JobRequest) -> Job:
     if request.restart:
         store.reset_frontier()
     elif store.queued:
-        stored = record.settings if record else (store.legacy_settings() or {})
-        base = replace(CrawlConfig(), **{k: v for k, v in stored.items() if k in CrawlConfig().settings()})
-        _refuse_fixed_changes(base.settings(), request.given)
-        overrides = {
-            name: (getattr(base, name), value) for name, value in request.given.items() if getattr(base, name) != value
-        }
-        config = replace(base, db_path=request.db_path, **{name: now for name, (_, now) in overrides.items()})
+        config, overrides = _continued(store, request, record, fixed=True)
         known = record.seeds if record else []
         new_seeds = [url for url in request.seeds if url not in known]
         store.save_crawl(known + new_seeds, config.settings())
-        return Job(config, known + new_seeds, True, overrides, new_seeds)
+        return Job(config, known + new_seeds, True, overrides, new_seeds, refresh=store.last_run_refreshed())
     elif request.resume:
         raise NothingToResume(f"{request.db_path} holds no unfinished crawl to resume")
     elif store.done or store.capped:
@@ -183,7 +226,8 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
                                  max_size=config.max_size)  # fmt: skip
         meter = ResourceMeter()
         overrides = {name: now for name, (_, now) in job.overrides.items()}
-        store.start_run(config.settings(), request.seeds, overrides)
+        run_id = store.start_run(config.settings(), request.seeds, overrides, new_pass=not job.resumed,
+                                 refresh=job.refresh)  # fmt: skip
         started = time.perf_counter()
 
         def measured(summary: CrawlSummary) -> None:
@@ -195,7 +239,7 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
         status = FAILED
         try:
             with stop_signals() as stops:
-                frontier = LocalFrontier(config, store, job.seeds)
+                frontier = LocalFrontier(config, store, job.seeds, refresh=job.refresh)
                 fetcher = get_fetcher(config.backend)(settings)
                 engine = Engine(config, fetcher, get_parser(config.parser), frontier, stops, measured, tell)
                 summary = engine.run()
@@ -210,6 +254,9 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
                 "store_seconds": store.write_seconds,
                 "retries": engine.summary.retries if engine else None,
             })  # fmt: skip
+        previous = store.previous_pass_end(run_id)
+        if job.refresh and status == FINISHED and previous is not None:
+            job.changes = changes(store.db, previous, run_id)
         return job, summary
     finally:
         store.close()

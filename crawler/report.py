@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from typing import Any
 
 from tabulate import tabulate
 
 from crawler.summary import CrawlSummary
-from storage import Stats
+from storage import Change, Changes, Stats
 
 
 def human_bytes(count: float, short: bool = False) -> str:
@@ -145,10 +145,11 @@ def runs_text(runs: list[dict[str, Any]]) -> str:
         return "" if value is None else format(value, spec)
 
     return table(
-        ["id", "started (UTC)", "status", "backend", "conc.", "pages", "errors", "pages/s", "p50 ms", "p95 ms",
-         "CPU s", "RSS MB", "seeds"],
+        ["id", "pass", "started (UTC)", "status", "backend", "conc.", "pages", "errors", "pages/s", "p50 ms",
+         "p95 ms", "CPU s", "RSS MB", "seeds"],
         [
-            (run["id"], (run["started_at"] or "")[:19].replace("T", " "), run["status"], run["backend"],
+            (run["id"], f"{run.get('pass') or ''}{' refresh' if run.get('refresh') else ''}",
+             (run["started_at"] or "")[:19].replace("T", " "), run["status"], run["backend"],
              run["concurrency"], f"{run['pages'] or 0:,}", f"{run['errors'] or 0:,}",
              number(run["pages_per_second"], ",.1f"), number(run["latency_p50_ms"], ".1f"),
              number(run["latency_p95_ms"], ".1f"), number(run["cpu_seconds"], ".2f"),
@@ -176,3 +177,64 @@ def broken_text(rows: Iterable[Sequence[Any]]) -> str:
     if not blocks:
         return "No broken links: every link followed led to a page that answered."
     return "\n".join(blocks) + f"\n\n{len(blocks):,} broken URL{'s' if len(blocks) != 1 else ''}."
+
+
+def _signed(delta: int) -> str:
+    return ("+" if delta >= 0 else "-") + human_bytes(abs(delta))
+
+
+def refresh_text(changes: Changes, bytes_saved: int) -> str:
+    """The summary's line on a refresh: how the site changed since the pass before, and the bytes a 304 spared."""
+    parts = [
+        counted(changes.unchanged, "unchanged page"),
+        f"{len(changes.resized):,} changed",
+        f"{len(changes.new):,} new",
+        f"{len(changes.gone):,} gone",
+        f"{len(changes.status):,} with another status",
+    ]
+    return f"  refresh  {', '.join(parts)}; {human_bytes(bytes_saved)} not downloaded (304 Not Modified)"
+
+
+CHANGES_SHOWN = 20
+
+
+def changes_text(changes: Changes, limit: int = CHANGES_SHOWN) -> str:
+    """What `crawler changes` prints: a count of each kind of change, then the changes of each kind (content
+    changes largest first), at most `limit` of each."""
+    heading = (
+        f"From run {changes.run_a} to run {changes.run_b}: {len(changes.new):,} new, {len(changes.gone):,} gone, "
+        f"{len(changes.status):,} with another status, {len(changes.resized):,} changed, "
+        f"{counted(changes.unchanged, 'page')} unchanged."
+    )
+    blocks = [heading]
+
+    def size(value: int | None) -> str:
+        return human_bytes(value) if value is not None else "-"
+
+    def status(value: int | None) -> str:
+        return str(value) if value is not None else "(none)"
+
+    def new(c: Change) -> tuple[str, ...]:
+        return status(c.status_b), size(c.size_b), c.url
+
+    def gone(c: Change) -> tuple[str, ...]:
+        return status(c.status_a), size(c.size_a), c.url
+
+    def restatus(c: Change) -> tuple[str, ...]:
+        return status(c.status_a), status(c.status_b), c.url
+
+    def resized(c: Change) -> tuple[str, ...]:
+        return _signed(c.delta), size(c.size_a), size(c.size_b), c.url
+
+    sections: list[tuple[str, list[Change], list[str], Callable[[Change], tuple[str, ...]]]] = [
+        ("New", changes.new, ["status", "size", "url"], new),
+        ("Gone (not reached any more)", changes.gone, ["status", "size", "url"], gone),
+        ("Another status", changes.status, ["was", "now", "url"], restatus),
+        ("Changed, largest change first", changes.resized, ["change", "was", "now", "url"], resized),
+    ]
+    for title, items, headers, row in sections:
+        if not items:
+            continue
+        more = f" (the first {limit}; --csv lists all)" if len(items) > limit else ""
+        blocks.append(f"{title}: {len(items):,}{more}\n" + table(headers, (row(c) for c in items[:limit])))
+    return "\n\n".join(blocks)

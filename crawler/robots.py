@@ -45,6 +45,18 @@ class RobotRules:
             return self.allow_all
         return bool(self.parser.can_fetch(url, user_agent))
 
+    def sitemaps(self) -> list[str]:
+        """The sitemaps its `Sitemap:` lines name, canonical (those that are not http(s) URLs are left out)."""
+        if self.parser is None:
+            return []
+        found = []
+        for url in self.parser.sitemaps:
+            try:
+                found.append(canonical(url.strip()))
+            except ValueError:
+                continue
+        return found
+
     def crawl_delay(self, user_agent: str) -> float:
         """The Crawl-delay for `user_agent`, 0 if none."""
         if self.parser is None:

@@ -117,7 +117,7 @@ class Scheduler:
             if state.next_start > now:  # paused after it was scheduled
                 self._schedule(state, now)
                 continue
-            while self._can_start(state) and state.queue[0].attempt == 1 and not state.queue[0].robots:
+            while self._can_start(state) and state.queue[0].attempt == 1 and state.queue[0].page:
                 if not state.over_cap():
                     break
                 self.capped.append(state.queue.popleft())
@@ -126,7 +126,7 @@ class Scheduler:
                 continue
             request = state.queue.popleft()
             self.queued -= 1
-            if request.attempt == 1 and not request.robots:
+            if request.attempt == 1 and request.page:
                 state.pages += 1
             state.in_flight += 1
             state.blocked = state.blocked or request.robots

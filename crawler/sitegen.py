@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 ORIGIN = "__ORIGIN__"
 NETLOC = "__NETLOC__"
@@ -215,3 +215,56 @@ def generate_site(
     site["/old-home"] = Resource("", status=301, headers={"Location": "/"})
     site["/error"] = Resource("<html><title>Server error</title></html>", status=500)
     return site
+
+
+RETIRED_PATH = "/news/retired.html"  # the demo's page that the site's second edition deletes
+ADDED_PATH = "/news/added.html"  # the page its second edition adds, listed only in the sitemap
+
+
+def _sitemap(paths: list[str]) -> Resource:
+    urls = "".join(f"  <url><loc>{ORIGIN}{path}</loc></url>\n" for path in paths)
+    return Resource(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n'
+        f"{urls}</urlset>\n",
+        content_type="application/xml",
+    )
+
+
+def demo_edition(pages: int, seed: int, edition: int) -> Site:
+    """The site `crawler demo` serves, as it was (edition 1) and after it changed (2), so that a refresh and
+    `crawler changes` have something to show. Edition 1 is the generated site plus a news page linked only
+    from the home page, and a /sitemap.xml of every page. Edition 2 changes a tenth of the pages (half grow by
+    2-8 KB, half lose half their text), makes one answer 404, deletes the news page and its link, and adds a
+    page that only the sitemap lists."""
+    site = generate_site(pages, seed)
+    home = site["/"]
+    site["/"] = replace(home, body=str(home.body).replace("<nav>", f'<nav><a href="{RETIRED_PATH}">news</a> ', 1))
+    site[RETIRED_PATH] = Resource(page_html_simple("Retired news", _paragraphs(random.Random(seed), 3000)))
+    if edition >= 2:
+        rng = random.Random(seed + 1)
+        del site[RETIRED_PATH]
+        site["/"] = home
+        candidates = [page_path(index) for index in range(1, pages)]
+        changed = rng.sample(candidates, min(len(candidates), max(3, pages // 10)))
+        gone_404, changed = changed[0], changed[1:]
+        site[gone_404] = Resource(page_html_simple("Not found", "<p>This page was removed.</p>"), status=404)
+        for number, path in enumerate(changed):
+            body = str(site[path].body)
+            if number % 2 == 0:
+                body = body.replace("</main>", _paragraphs(rng, rng.randint(2048, 8192)) + "</main>", 1)
+            else:
+                start, end = body.index("</h1>") + len("</h1>"), body.index("</main>")
+                body = body[:start] + body[start : start + (end - start) // 2] + body[end:]
+            site[path] = replace(site[path], body=body)
+        site[ADDED_PATH] = Resource(page_html_simple("Added news", _paragraphs(rng, 4000)))
+    listed = [page_path(index) for index in range(pages)] + ([RETIRED_PATH] if edition < 2 else [ADDED_PATH])
+    site["/sitemap.xml"] = _sitemap(listed)
+    return site
+
+
+def page_html_simple(title: str, content: str) -> str:
+    """A plain page: a title, a link home, `content`."""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f'<body><nav><a href="/">home</a></nav>\n<main><h1>{title}</h1>\n{content}</main></body></html>\n'
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.utils
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from crawler.sitegen import PROFILES, Resource, Site, generate_site
+from crawler.sitegen import PROFILES, Resource, Site, demo_edition, generate_site
 
 LOOPBACK = "127.0.0.1"
 NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No such page.</body></html>"
@@ -41,23 +43,41 @@ class SiteServer:
     """An aiohttp application answering every path of `site` (anything else is a 404), placeholders
     filled in for its own address. Records each request in `hits`."""
 
-    def __init__(self, site: Site, host: str = LOOPBACK, latency: float = 0.0) -> None:
+    def __init__(
+        self, site: Site, host: str = LOOPBACK, latency: float = 0.0, port: int = 0, validators: bool = True
+    ) -> None:
         self.site = site
         self.latency = latency  # seconds before every answer, to model the network
+        # ETag and Last-Modified on every 200, and 304 Not Modified to a conditional request they satisfy.
+        self.validators = validators
         self.hits: list[Hit] = []
+        self.not_modified = 0  # 304s answered
+        self.body_bytes = 0  # body bytes sent
         self.active = 0  # requests being answered now
         self.max_active = 0
         self._served: dict[str, int] = {}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, 0))
+        self._socket.bind((host, port))
         self.port: int = self._socket.getsockname()[1]
         self.origin = f"http://{host}:{self.port}"
-        self._rendered = {
-            path: (resource, resource.render(self.origin), resource.render_headers(self.origin))
-            for path, resource in site.items()
-        }
+        self._rendered: dict[str, tuple[Resource, bytes, dict[str, str]]] = {}
+        self._modified: dict[str, float] = {}  # path -> when its body last changed (epoch seconds, whole)
+        self.replace_site(site)
         self._runner: web.AppRunner | None = None
+
+    def replace_site(self, site: Site) -> None:
+        """Serve `site` from now on: a page whose body changed gets a new Last-Modified (a second past the
+        last one at least, the header's resolution) and, its ETag being the body's hash, a new ETag."""
+        now = float(int(time.time()))
+        rendered = {}
+        for path, resource in site.items():
+            body = resource.render(self.origin)
+            old = self._rendered.get(path)
+            if old is None or old[1] != body:
+                self._modified[path] = max(now, self._modified.get(path, 0.0) + 1)
+            rendered[path] = (resource, body, resource.render_headers(self.origin))
+        self.site, self._rendered = site, rendered
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` on this server."""
@@ -88,6 +108,13 @@ class SiteServer:
             return await self._misbehave(request, resource, body, headers)
         if resource.delay:
             await asyncio.sleep(resource.delay)
+        if self.validators and resource.status == 200:
+            headers = {**headers, "ETag": f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"',
+                       "Last-Modified": email.utils.formatdate(self._modified[path], usegmt=True)}  # fmt: skip
+            if _not_modified(request, headers["ETag"], self._modified[path]):
+                self.not_modified += 1
+                return web.Response(status=304, headers=headers)
+        self.body_bytes += len(body)
         response = web.Response(body=body, status=resource.status, headers=headers)
         if resource.content_type:
             response.headers["Content-Type"] = resource.content_type
@@ -136,10 +163,24 @@ class SiteServer:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+def _not_modified(request: web.Request, etag: str, modified: float) -> bool:
+    """Whether a GET's conditions say the client has this version (RFC 9110 13.2.2): If-None-Match when
+    sent (weak comparison), else If-Modified-Since."""
+    if (wanted := request.headers.get("If-None-Match")) is not None:
+        tags = [tag.strip().removeprefix("W/") for tag in wanted.split(",")]
+        return "*" in tags or etag in tags
+    if (since := request.headers.get("If-Modified-Since")) is not None:
+        try:
+            return modified <= email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False  # an invalid date is ignored
+    return False
+
+
 @contextmanager
-def serve_in_thread(site: Site, host: str = LOOPBACK) -> Iterator[SiteServer]:
+def serve_in_thread(site: Site, host: str = LOOPBACK, validators: bool = True) -> Iterator[SiteServer]:
     """Serve `site` from an event loop on a background thread for as long as the block runs."""
-    server = SiteServer(site, host)
+    server = SiteServer(site, host, validators=validators)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="site-server", daemon=True)
     thread.start()
@@ -164,9 +205,12 @@ class SiteOptions:
     latency_ms: float = 0.0
     fanout: int = 0
     profile: str = "light"  # or "realistic" (crawler.sitegen.PROFILES)
+    changing: bool = False  # the demo's site, in its first edition; SIGUSR2 switches to its second
 
-    def sites(self) -> list[Site]:
-        """The site each host serves, in host order."""
+    def sites(self, edition: int = 1) -> list[Site]:
+        """The site each host serves, in host order (`edition`: of a changing site)."""
+        if self.changing:
+            return [demo_edition(self.pages, self.seed + index, edition) for index in range(self.hosts)]
         return [
             generate_site(self.pages, self.seed + index, fanout=self.fanout, profile=self.profile)
             for index in range(self.hosts)
@@ -176,7 +220,7 @@ class SiteOptions:
         """Command-line arguments that make `main` serve these sites."""
         return ["--pages", str(self.pages), "--seed", str(self.seed), "--hosts", str(self.hosts),
                 "--latency-ms", str(self.latency_ms), "--fanout", str(self.fanout),
-                "--profile", self.profile]  # fmt: skip
+                "--profile", self.profile] + (["--changing"] if self.changing else [])  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +236,13 @@ class ServerProcess:
         assert self.process.stdout is not None
         os.kill(self.pid, signal.SIGUSR1)
         return Counter(json.loads(self.process.stdout.readline()))
+
+    def change(self) -> None:
+        """Switch a changing site to its second edition (SIGUSR2), and wait until it serves it."""
+        assert self.process.stdout is not None
+        os.kill(self.pid, signal.SIGUSR2)
+        if self.process.stdout.readline().strip() != "changed":
+            raise RuntimeError("the site server did not change its site")
 
 
 @contextmanager
@@ -234,6 +285,13 @@ async def _serve_until_terminated(options: SiteOptions) -> None:
         print(json.dumps(served), flush=True)  # noqa: T201
 
     loop.add_signal_handler(signal.SIGUSR1, report_hits)
+
+    def change() -> None:  # a changing site's second edition, from now on
+        for server, site in zip(servers, options.sites(edition=2), strict=True):
+            server.replace_site(site)
+        print("changed", flush=True)  # noqa: T201
+
+    loop.add_signal_handler(signal.SIGUSR2, change)
     await stop.wait()
     for server in servers:
         await server.stop()
@@ -241,8 +299,9 @@ async def _serve_until_terminated(options: SiteOptions) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m crawler.siteserver --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]
-    [--profile realistic|light]`: print the origins on one line, serve until SIGTERM; on SIGUSR1, print a JSON
-    line of URL -> times answered since the last one."""
+    [--profile realistic|light] [--changing]`: print the origins on one line, serve until SIGTERM; on SIGUSR1,
+    print a JSON line of URL -> times answered since the last one; on SIGUSR2, serve a changing site's second
+    edition and print `changed`."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pages", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
@@ -250,8 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
     parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
     parser.add_argument("--profile", choices=PROFILES, default="light", help="page weights and markup")
+    parser.add_argument("--changing", action="store_true", help="the demo's site; SIGUSR2 changes it")
     args = parser.parse_args(argv)
-    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile)
+    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile,
+                          args.changing)  # fmt: skip
     asyncio.run(_serve_until_terminated(options))
 
 

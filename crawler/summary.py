@@ -14,7 +14,8 @@ class CrawlSummary:
     backend: str
     pages: int = 0
     errors: int = 0
-    bytes: int = 0
+    bytes: int = 0  # body bytes downloaded
+    bytes_saved: int = 0  # body bytes a 304 spared (a refresh)
     elapsed: float = 0.0
     errors_by_kind: Counter[str] = field(default_factory=Counter)
     retries: int = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage.history import Change, Changes, changes, last_two_passes
 from storage.lease import Owned
 from storage.queries import (
     BROKEN_COLUMNS,
@@ -36,7 +37,7 @@ from storage.schema import (
     NotOurs,
     check_ours,
 )
-from storage.writer import CrawlRecord, FrontierEntry, PageStore, read_crawl
+from storage.writer import CrawlRecord, FrontierEntry, Known, PageStore, read_crawl
 
 __all__ = [
     "BROKEN_COLUMNS",
@@ -50,9 +51,12 @@ __all__ = [
     "LIMIT",
     "QUEUED",
     "RUNNING",
+    "Change",
+    "Changes",
     "CrawlRecord",
     "FrontierEntry",
     "HostStats",
+    "Known",
     "NotOurs",
     "Owned",
     "PageFilter",
@@ -62,8 +66,10 @@ __all__ = [
     "StorageError",
     "broken_links",
     "broken_links_sql",
+    "changes",
     "check_filter",
     "check_ours",
+    "last_two_passes",
     "latest_run_ids",
     "open_readonly",
     "read_crawl",

@@ -32,7 +32,8 @@ def plain(markdown: str) -> str:
 
 
 TABLES: tuple[Table, ...] = (
-    Table("pages", "one row per URL taken from the frontier: its status, size, title, timing or error.", (
+    Table("pages", "one row per URL taken from the frontier: its latest status, size, title, timing or error "
+          "(each fetch of every run is kept in `fetches`).", (
         Column("url", "TEXT, primary key", "the URL requested, in canonical form"),
         Column("final_url", "TEXT", "for a redirect, where its chain ended (or its target, if that was not "
                "crawled); else `url`"),
@@ -57,10 +58,29 @@ TABLES: tuple[Table, ...] = (
                "`invalid-url`, `decoding`, `parse` (the parser choked on it) or `error`"),
         Column("error_message", "TEXT", "what went wrong, e.g. `HTTP 404 Not Found`"),
         Column("run_id", "INTEGER", "the run (`runs.id`) that fetched it last"),
+        Column("content_hash", "TEXT", "BLAKE2b-128 of the body, in hex: how a refresh tells an unchanged page "
+               "when the server sends no validators; NULL without a response"),
+        Column("etag", "TEXT", "the `ETag` header as sent: a refresh asks `If-None-Match` with it"),
+        Column("last_modified", "TEXT", "the `Last-Modified` header as sent: a refresh asks `If-Modified-Since` "
+               "with it"),
     )),
     Table("links", "one row per distinct link found on a successful HTML page, whether or not it was followed.", (
         Column("from_url", "TEXT", "the page the link is on (`pages.url`)"),
         Column("to_url", "TEXT", "where it points, canonical, so it joins `pages.url` when the target was crawled"),
+        Column("follow", "INTEGER", "1 if followed, 0 if `rel=nofollow` or meta robots said not to; NULL if "
+               "stored before this column"),
+    )),
+    Table("sitemaps", "one row per sitemap read in a run: robots.txt's `Sitemap:` lines and `/sitemap.xml` "
+          "of each seed's site, and the sitemaps a sitemap index lists.", (
+        Column("url", "TEXT", "the sitemap's URL"),
+        Column("run_id", "INTEGER", "the run that read it"),
+        Column("status", "INTEGER", "HTTP status; NULL when no response came back"),
+        Column("pages", "INTEGER", "page URLs it listed (those in scope joined the frontier)"),
+        Column("sitemaps", "INTEGER", "sitemaps it listed (a sitemap index)"),
+        Column("error_kind", "TEXT", "NULL if it was read whole; `http`, `sitemap` (malformed, over the "
+               "protocol's limits, nested too deep) or a network error kind"),
+        Column("error_message", "TEXT", "what went wrong, or where it redirected"),
+        Column("fetched_at", "TEXT", "UTC, ISO 8601"),
     )),
     Table("frontier", "every in-scope URL the crawl has found, in discovery (and crawl) order.", (
         Column("seq", "INTEGER, primary key", "discovery order, which is crawl order"),
@@ -101,6 +121,15 @@ TABLES: tuple[Table, ...] = (
         Column("store_seconds", "REAL", "main-thread time writing SQLite"),
         Column("overrides", "TEXT", "JSON: the settings this run changed from the crawl's stored ones (flags "
                "given on resume)"),
+        Column("pass", "INTEGER", "the pass over the site it belongs to: a new crawl or a refresh starts one, a "
+               "resume continues it"),
+        Column("refresh", "INTEGER", "1 for a refresh (`crawler crawl --refresh`): conditional requests for the "
+               "pages known"),
+        Column("unchanged", "INTEGER", "of its fetches, pages as the pass before left them (a 304, or the same "
+               "body)"),
+        Column("changed", "INTEGER", "pages whose body or status changed since they were fetched before"),
+        Column("new", "INTEGER", "pages fetched for the first time"),
+        Column("bytes_saved", "INTEGER", "body bytes that 304 answers spared (the known size of each)"),
     )),
     Table("crawl", "the crawl the database holds (one row; see [docs/lifecycle.md](docs/lifecycle.md)).", (
         Column("id", "INTEGER, primary key", "always 1: a database holds one crawl"),
@@ -115,6 +144,24 @@ TABLES: tuple[Table, ...] = (
         Column("heartbeat_at", "TEXT", "when the owner last said it is alive, UTC, ISO 8601"),
     )),
 )  # fmt: skip
+
+
+def _history(pages: Table) -> Table:
+    """The `fetches` table: the columns of `pages`, as each run found the page, and how it compared."""
+    columns = tuple(Column("run_id", "INTEGER", "the run (`runs.id`) that fetched it; with `url`, the primary key")
+                    if column.name == "run_id" else Column(column.name, column.type.removesuffix(", primary key"),
+                                                           column.meaning)
+                    for column in pages.columns)  # fmt: skip
+    return Table("fetches", "the history: one row per URL per run that fetched it, with the columns of `pages` as "
+                 "that run found the page (`crawler changes` compares runs).", (
+        *columns,
+        Column("change", "TEXT", "`new` (not fetched before), `changed` (another body or status) or `unchanged`"),
+        Column("not_modified", "INTEGER", "1 when a refresh got `304 Not Modified`: no body came, and the size "
+               "and title are the known ones"),
+    ))  # fmt: skip
+
+
+TABLES = (TABLES[0], _history(TABLES[0]), *TABLES[1:])
 
 
 def markdown() -> str:

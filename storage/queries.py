@@ -71,6 +71,11 @@ class PageFilter:
             params.append(self.run)
         return " AND ".join(clauses), params
 
+    def source(self, db: sqlite_utils.Database) -> str:
+        """The table holding the rows the filter looks at: a run's own fetches from `fetches` (in `pages`, a
+        page's run is only the last run that fetched it), unless the database predates history; else `pages`."""
+        return "fetches" if self.run is not None and "fetches" in db.table_names() else "pages"
+
 
 @dataclass(frozen=True, slots=True)
 class HostStats:
@@ -116,13 +121,13 @@ def check_filter(db: sqlite_utils.Database, page_filter: PageFilter) -> None:
         raise StorageError(f"no pages from host {page_filter.host!r} in this database")
 
 
-def _median(db: sqlite_utils.Database, count: int, where: str, params: list[Any]) -> float:
+def _median(db: sqlite_utils.Database, count: int, source: str, where: str, params: list[Any]) -> float:
     if count == 0:
         return 0.0
     middle = [
         row[0]
         for row in db.execute(
-            f"SELECT size FROM pages WHERE status IS NOT NULL AND {where} ORDER BY size LIMIT ? OFFSET ?",
+            f"SELECT size FROM {source} WHERE status IS NOT NULL AND {where} ORDER BY size LIMIT ? OFFSET ?",
             [*params, 2 - count % 2, (count - 1) // 2],
         )
     ]
@@ -137,12 +142,14 @@ def size_buckets(largest: int) -> list[tuple[int, int]]:
     return list(pairwise(bounds))
 
 
-def _histogram(db: sqlite_utils.Database, largest: int, where: str, params: list[Any]) -> list[tuple[int, int, int]]:
+def _histogram(
+    db: sqlite_utils.Database, largest: int, source: str, where: str, params: list[Any]
+) -> list[tuple[int, int, int]]:
     buckets = size_buckets(largest)
     case = " ".join(f"WHEN size < {high} THEN {index}" for index, (_, high) in enumerate(buckets))
     counts = dict(
         db.execute(
-            f"SELECT CASE {case} END AS bucket, count(*) FROM pages WHERE size IS NOT NULL AND status IS NOT NULL "
+            f"SELECT CASE {case} END AS bucket, count(*) FROM {source} WHERE size IS NOT NULL AND status IS NOT NULL "
             f"AND {where} GROUP BY bucket",
             params,
         ).fetchall()
@@ -151,25 +158,28 @@ def _histogram(db: sqlite_utils.Database, largest: int, where: str, params: list
 
 
 def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, hosts: int = 20) -> Stats:
-    """Compute the figures `crawler stats` prints. Sizes count responses only (a timeout has no size)."""
-    where, params = (page_filter or PageFilter()).where()
+    """Compute the figures `crawler stats` prints. Sizes count responses only (a timeout has no size). With a
+    run in the filter, the pages that run fetched, as it fetched them (`PageFilter.source`)."""
+    page_filter = page_filter or PageFilter()
+    where, params = page_filter.where()
+    source = page_filter.source(db)
     pages, errors, responses, total, mean, largest = db.execute(
         f"""SELECT count(*), count(error_kind), count(status), coalesce(sum(size), 0),
                    coalesce(avg(CASE WHEN status IS NOT NULL THEN size END), 0), coalesce(max(size), 0)
-            FROM pages WHERE {where}""",
+            FROM {source} WHERE {where}""",
         params,
     ).fetchone()
     by_status = [
         (str(status) if status is not None else f"({kind})", count)
         for status, kind, count in db.execute(
             f"""SELECT status, CASE WHEN status IS NULL THEN error_kind END AS kind, count(*)
-                FROM pages WHERE {where} GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2""",
+                FROM {source} WHERE {where} GROUP BY 1, 2 ORDER BY count(*) DESC, 1, 2""",
             params,
         )
     ]
     host_rows = db.execute(
         f"""SELECT host, count(*), coalesce(sum(size), 0), count(error_kind), count(status)
-            FROM pages WHERE {where} GROUP BY host ORDER BY count(*) DESC, host""",
+            FROM {source} WHERE {where} GROUP BY host ORDER BY count(*) DESC, host""",
         params,
     ).fetchall()
     by_host = [
@@ -177,7 +187,7 @@ def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, host
             host=host,
             pages=count,
             bytes=size,
-            median_size=_median(db, responses_of_host, f"{where} AND host = ?", [*params, host]),
+            median_size=_median(db, responses_of_host, source, f"{where} AND host = ?", [*params, host]),
             errors=errs,
         )
         for host, count, size, errs, responses_of_host in host_rows[:hosts]
@@ -187,7 +197,7 @@ def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, host
         (content_type or "(none)", count, size)
         for content_type, count, size in db.execute(
             f"""SELECT {media_type} AS media_type, count(*), coalesce(sum(size), 0)
-                FROM pages WHERE status IS NOT NULL AND {where} GROUP BY media_type ORDER BY count(*) DESC, 1""",
+                FROM {source} WHERE status IS NOT NULL AND {where} GROUP BY media_type ORDER BY count(*) DESC, 1""",
             params,
         )
     ]
@@ -197,14 +207,14 @@ def stats(db: sqlite_utils.Database, page_filter: PageFilter | None = None, host
         responses=responses,
         total_bytes=total,
         mean_size=mean,
-        median_size=_median(db, responses, where, params),
+        median_size=_median(db, responses, source, where, params),
         max_size=largest,
         by_status=by_status,
         by_host=by_host,
         hosts=len(host_rows),
         by_content_type=by_content_type,
-        histogram=_histogram(db, largest, where, params) if responses else [],
-        capped=_capped(db) if page_filter is None or page_filter == PageFilter() else 0,
+        histogram=_histogram(db, largest, source, where, params) if responses else [],
+        capped=_capped(db) if page_filter == PageFilter() else 0,
     )
 
 
@@ -263,7 +273,7 @@ def broken_links(db: sqlite_utils.Database, host: str | None = None) -> Iterator
     return iter(db.execute(broken_links_sql(host is not None), {"host": host} if host is not None else {}))
 
 
-EXPORT_TABLES = ("pages", "links", "runs", "frontier")
+EXPORT_TABLES = ("pages", "fetches", "links", "runs", "frontier", "sitemaps")
 
 
 def table_rows(db: sqlite_utils.Database, name: str) -> tuple[list[str], Iterator[tuple[Any, ...]]]:

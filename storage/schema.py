@@ -28,8 +28,28 @@ PAGES_COLUMNS: dict[str, type] = {
     "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
     "error_message": str,
     "run_id": int,  # the run that fetched it (runs.id)
+    "content_hash": str,  # BLAKE2b-128 of the body, hex: a refresh tells an unchanged page by it
+    "etag": str,  # the validators the server sent, for a refresh's conditional request
+    "last_modified": str,
 }
-LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str}
+# Every fetch of every run: the pages columns, and how the page compared with what the database knew before.
+FETCHES_COLUMNS: dict[str, type] = {
+    **PAGES_COLUMNS,
+    "change": str,  # new, changed or unchanged
+    "not_modified": int,  # 1 when the server answered 304 to a refresh: no body came, the size is the known one
+}
+NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
+LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str, "follow": int}
+SITEMAPS_COLUMNS: dict[str, type] = {
+    "url": str,
+    "run_id": int,
+    "status": int,
+    "pages": int,  # page URLs it listed
+    "sitemaps": int,  # sitemaps it listed (a sitemap index)
+    "error_kind": str,
+    "error_message": str,
+    "fetched_at": str,
+}
 FRONTIER_COLUMNS: dict[str, type] = {
     "seq": int,  # discovery order, which is crawl order
     "url": str,
@@ -64,6 +84,12 @@ RUNS_COLUMNS: dict[str, type] = {
     "parse_seconds": float,  # main-thread time parsing pages and handling links
     "store_seconds": float,  # main-thread time writing SQLite
     "overrides": str,  # JSON object: the settings this run changed from the crawl's stored ones
+    "pass": int,  # the pass over the site it belongs to: a new crawl or a refresh starts one, a resume continues it
+    "refresh": int,  # 1 when the run was a refresh (conditional requests for the pages known)
+    "unchanged": int,  # of its fetches, the pages found unchanged (304, or the same body)
+    "changed": int,
+    "new": int,
+    "bytes_saved": int,  # body bytes a 304 spared (the size known of each unchanged page it answered)
 }
 # The crawl this database holds: one row (id 1), written when a crawl starts, replaced when a new one does.
 CRAWL_COLUMNS: dict[str, type] = {
@@ -83,22 +109,48 @@ QUEUED, DONE, CAPPED = "queued", "done", "capped"
 LINKS_TO_INDEX = "idx_links_to_url"
 
 
+def _add_missing(table: sqlite_utils.db.Table, columns: dict[str, type]) -> None:
+    """Add the columns a table written by an earlier release lacks (NULL in its rows)."""
+    known = table.columns_dict
+    for name, kind in columns.items():
+        if name not in known:
+            table.add_column(name, kind)
+
+
+def _number_passes(db: sqlite_utils.Database) -> None:
+    """Give runs recorded before passes were their pass. A crawl that ended unfinished was continued by the
+    next run (a resume, which is what a crawl does with queued URLs left); one that finished was not."""
+    rows = db.execute("SELECT id, status, pass FROM runs ORDER BY id").fetchall()
+    if all(row[2] is not None for row in rows):
+        return
+    current, previous = 0, FINISHED
+    for run_id, status, number in rows:
+        current = number if number is not None else current + 1 if previous == FINISHED else current
+        previous = status
+        db.execute("UPDATE runs SET pass = ? WHERE id = ?", [current, run_id])
+
+
 def create_schema(db: sqlite_utils.Database) -> None:
-    """Create the tables and indexes that are not there yet."""
+    """Create the tables and indexes that are not there yet, and bring a database written by an earlier
+    release up to date without losing a row: new columns are added, and its pages become its first history."""
     db.table("pages").create(PAGES_COLUMNS, pk="url", not_null={"final_url", "host", "depth"}, if_not_exists=True)
-    # Columns added since the first release, for databases written by it.
     pages = db.table("pages")
-    for column in ("truncated", "attempts", "run_id", "unusable_links"):
-        if column not in pages.columns_dict:
-            pages.add_column(column, int)
+    _add_missing(pages, PAGES_COLUMNS)
     db.table("runs").create(RUNS_COLUMNS, pk="id", if_not_exists=True)
-    if "overrides" not in db.table("runs").columns_dict:
-        db.table("runs").add_column("overrides", str)
+    _add_missing(db.table("runs"), RUNS_COLUMNS)
+    _number_passes(db)
+    if "fetches" not in db.table_names():
+        db.table("fetches").create(FETCHES_COLUMNS, pk=("run_id", "url"), not_null={"final_url", "host", "depth"})
+        columns = ", ".join(f"[{name}]" for name in PAGES_COLUMNS)
+        db.execute(f"INSERT INTO fetches ({columns}) SELECT {columns} FROM pages")  # the history kept so far
+    db.table("fetches").create_index(["url"], if_not_exists=True)
+    db.table("sitemaps").create(SITEMAPS_COLUMNS, if_not_exists=True)
     db.table("crawl").create(CRAWL_COLUMNS, pk="id", if_not_exists=True)
     pages.create_index(["run_id"], if_not_exists=True)
     # No primary key: a page's links are distinct already. The from_url index serves replacing a page's
     # links (its inserts land together, one place per page); the to_url index is built by create_link_index.
     db.table("links").create(LINKS_COLUMNS, if_not_exists=True)
+    _add_missing(db.table("links"), LINKS_COLUMNS)
     db.table("links").create_index(["from_url"], if_not_exists=True)
     db.table("pages").create_index(["host"], if_not_exists=True)
     db.table("frontier").create(

@@ -18,10 +18,42 @@ from typing import Any
 import sqlite_utils
 
 from storage.lease import HEARTBEAT_SECONDS, Owned, Owner
-from storage.schema import CAPPED, DONE, KILLED, LINKS_TO_INDEX, QUEUED, RUNNING, create_schema
+from storage.schema import (
+    CAPPED,
+    CHANGED,
+    DONE,
+    FETCHES_COLUMNS,
+    KILLED,
+    LINKS_TO_INDEX,
+    NEW,
+    QUEUED,
+    RUNNING,
+    UNCHANGED,
+    create_schema,
+)
 
 DEFAULT_BATCH_SIZE = 200
 DEFAULT_FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the database knows of a page from an earlier pass: what a refresh asks the server about, and what
+    an unchanged page's row carries over."""
+
+    status: int | None
+    content_type: str | None
+    size: int | None
+    truncated: int | None
+    title: str | None
+    link_count: int | None
+    unusable_links: int | None
+    content_hash: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+_KNOWN_COLUMNS = ", ".join(f"p.{name}" for name in Known.__slots__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +66,7 @@ class FrontierEntry:
     hops: int = 0
     via: str | None = None
     seq: int = 0  # assigned by the database
+    known: Known | None = None  # loaded for a refresh, when the page was fetched before
 
 
 def _now() -> str:
@@ -84,7 +117,7 @@ class _Page:
     """One finished request and everything it caused: written together, in one transaction."""
 
     row: dict[str, Any]
-    links: list[str]
+    links: list[tuple[str, bool]] | None  # (target, followed); None: the page is unchanged, its links are kept
     found: list[FrontierEntry]
     redirected_from: list[str]  # pages of a redirect chain that ended at this one
 
@@ -110,13 +143,15 @@ class PageStore:
         # In WAL mode, NORMAL survives a crash or kill -9 of the crawler (only a power cut may lose the last
         # transactions) and spares an fsync per commit.
         self.db.execute("PRAGMA synchronous = NORMAL")
-        create_schema(self.db)
+        with self.db.atomic():  # a migration is whole or not at all
+            create_schema(self.db)
         self.db.execute(f"DROP INDEX IF EXISTS {LINKS_TO_INDEX}")  # built again by close()
         self._batch_size = batch_size
         self._flush_seconds = flush_seconds
         self._pages: list[_Page] = []
         self._seeds: list[FrontierEntry] = []
         self._capped: list[str] = []
+        self._sitemaps: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self._last_heartbeat = 0.0
         self._owner: Owner | None = None
@@ -214,13 +249,27 @@ class PageStore:
         self._seeds.extend(entries)
         self.flush()
 
+    def add_found(self, entries: list[FrontierEntry]) -> set[str]:
+        """Queue URLs found outside any page (a sitemap's), written at once; returns what `flush` returns."""
+        self._seeds.extend(entries)
+        return self.flush()
+
+    def record_sitemap(self, row: dict[str, Any]) -> None:
+        """Record a sitemap fetch of this run (written with the next batch)."""
+        self._sitemaps.append({**row, "run_id": self.run_id, "fetched_at": _now()})
+
     def commit(
-        self, row: dict[str, Any], links: list[str], found: list[FrontierEntry], redirected_from: list[str]
+        self,
+        row: dict[str, Any],
+        links: list[tuple[str, bool]] | None,
+        found: list[FrontierEntry],
+        redirected_from: list[str],
     ) -> set[str]:
         """Hand over one finished page with everything it caused: its row (which marks its frontier entry
-        done), its links, the URLs it adds to the frontier (those already there are ignored), and the pages of
-        the redirect chain that ended at it. They are written together, in the same transaction. Returns what
-        `flush` returns if the batch was written now, else nothing."""
+        done, and joins the history), its links (None keeps those stored: the page is unchanged), the URLs it
+        adds to the frontier (those already there are ignored), and the pages of the redirect chain that ended
+        at it. They are written together, in the same transaction. Returns what `flush` returns if the batch
+        was written now, else nothing."""
         self._pages.append(_Page({**row, "run_id": self.run_id}, links, found, redirected_from))
         if len(self._pages) >= self._batch_size:
             return self.flush()
@@ -254,18 +303,25 @@ class PageStore:
         """Write everything buffered in one transaction; a page fetched again replaces its old row and links.
         Returns the origins that got new frontier entries (or may have: duplicates are ignored)."""
         origins: set[str] = set()
-        if self._pages or self._seeds or self._capped:
+        if self._pages or self._seeds or self._capped or self._sitemaps:
             start = time.perf_counter()
             found = [entry for page in self._pages for entry in page.found] + self._seeds
             with self.db.atomic():
                 conn = self.db.conn
                 if self._pages:
                     urls = [page.row["url"] for page in self._pages]
-                    conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(urls))})", urls)
-                    self.db.table("pages").insert_all([page.row for page in self._pages], pk="url", replace=True)
+                    self._write_history(conn, urls)
+                    self.db.table("pages").insert_all(
+                        [{k: v for k, v in page.row.items() if k != "not_modified"} for page in self._pages],
+                        pk="url",
+                        replace=True,
+                    )
+                    parsed = [page for page in self._pages if page.links is not None]
+                    reparsed = [page.row["url"] for page in parsed]
+                    conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(reparsed))})", reparsed)
                     conn.executemany(
-                        "INSERT INTO links (from_url, to_url) VALUES (?, ?)",
-                        [(page.row["url"], link) for page in self._pages for link in page.links],
+                        "INSERT INTO links (from_url, to_url, follow) VALUES (?, ?, ?)",
+                        [(page.row["url"], link, int(follow)) for page in parsed for link, follow in page.links or ()],
                     )
                     done = conn.execute(
                         f"UPDATE frontier SET state = '{DONE}' "
@@ -285,10 +341,13 @@ class PageStore:
                     origins = {entry.origin for entry in found}
                 for page in self._pages:
                     if page.redirected_from:
-                        conn.execute(
-                            f"UPDATE pages SET final_url = ? WHERE url IN ({_placeholders(len(page.redirected_from))})",
-                            [page.row["url"], *page.redirected_from],
-                        )
+                        chain = _placeholders(len(page.redirected_from))
+                        conn.execute(f"UPDATE pages SET final_url = ? WHERE url IN ({chain})",
+                                     [page.row["url"], *page.redirected_from])  # fmt: skip
+                        conn.execute(f"UPDATE fetches SET final_url = ? WHERE run_id IS ? AND url IN ({chain})",
+                                     [page.row["url"], self.run_id, *page.redirected_from])  # fmt: skip
+                if self._sitemaps:
+                    self.db.table("sitemaps").insert_all(self._sitemaps)
                 if self._capped:
                     capped = conn.execute(
                         f"UPDATE frontier SET state = '{CAPPED}' "
@@ -301,22 +360,55 @@ class PageStore:
         self._pages.clear()
         self._seeds.clear()
         self._capped.clear()
+        self._sitemaps.clear()
         self._last_flush = time.monotonic()
         return origins
+
+    def _write_history(self, conn: sqlite3.Connection, urls: list[str]) -> None:
+        """Add the batch's pages to `fetches`, each marked new, changed or unchanged against the page's
+        previous state (its body's hash and its status), before `pages` takes the new state."""
+        before = {
+            url: (status, content_hash)
+            for url, status, content_hash in conn.execute(
+                f"SELECT url, status, content_hash FROM pages WHERE url IN ({_placeholders(len(urls))})", urls
+            )
+        }
+        rows = []
+        for page in self._pages:
+            row = page.row
+            known = before.get(row["url"])
+            same = known is not None and known == (row.get("status"), row.get("content_hash"))
+            rows.append({**row, "change": NEW if known is None else UNCHANGED if same else CHANGED})
+        self.db.table("fetches").insert_all(rows, pk=("run_id", "url"), replace=True, columns=FETCHES_COLUMNS)
+
+    def links_of(self, url: str) -> list[tuple[str, bool]]:
+        """The links stored for the page at `url`: (target, followed), for an unchanged page's frontier."""
+        return [
+            (to_url, follow is None or bool(follow))  # NULL: written before the flag was, when links were followed
+            for to_url, follow in self.db.execute("SELECT to_url, follow FROM links WHERE from_url = ?", [url])
+        ]
 
     def queued_origins(self) -> list[str]:
         """The origins with queued frontier entries."""
         return [row[0] for row in self.db.execute(f"SELECT DISTINCT origin FROM frontier WHERE state = '{QUEUED}'")]
 
-    def queued_for(self, origin: str, after: int, limit: int) -> list[FrontierEntry]:
+    def queued_for(self, origin: str, after: int, limit: int, known: bool = False) -> list[FrontierEntry]:
         """Up to `limit` queued frontier entries of `origin` with a sequence number above `after`, in crawl
-        order."""
+        order; with `known`, each with what the database knows of its page, if it was fetched before."""
+        where = f"WHERE f.origin = ? AND f.state = '{QUEUED}' AND f.seq > ? ORDER BY f.seq LIMIT ?"
+        if not known:
+            rows = self.db.execute(f"SELECT url, origin, depth, hops, via, seq FROM frontier f {where}",
+                                   [origin, after, limit])  # fmt: skip
+            return [FrontierEntry(*row) for row in rows]
         rows = self.db.execute(
-            "SELECT url, origin, depth, hops, via, seq FROM frontier "
-            f"WHERE origin = ? AND state = '{QUEUED}' AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT f.url, f.origin, f.depth, f.hops, f.via, f.seq, p.url, {_KNOWN_COLUMNS} "
+            f"FROM frontier f LEFT JOIN pages p ON p.url = f.url {where}",
             [origin, after, limit],
         )
-        return [FrontierEntry(*row) for row in rows]
+        return [
+            FrontierEntry(url, key, depth, hops, via, seq, Known(*rest) if page is not None else None)
+            for url, key, depth, hops, via, seq, page, *rest in rows
+        ]
 
     def done_by_origin(self) -> dict[str, int]:
         """How many pages each origin has in the frontier as done (for per-host caps when resuming)."""
@@ -335,13 +427,15 @@ class PageStore:
 
     # -- runs -----------------------------------------------------------------------------------------
 
-    def start_run(self, settings: dict[str, Any], seeds: Sequence[str], overrides: dict[str, Any] | None = None) -> int:
+    def start_run(self, settings: dict[str, Any], seeds: Sequence[str], overrides: dict[str, Any] | None = None,
+                  new_pass: bool = True, refresh: bool = False) -> int:  # fmt: skip
         """Record a new run (status `running`) with its settings, the seeds it was given and the settings it
-        changed from the crawl's (`overrides`), and tag the pages written from now on with its id. Runs still
-        marked running were killed (only the owner writes runs): they are closed first, with the figures their
-        pages give."""
+        changed from the crawl's (`overrides`), and tag the pages written from now on with its id. It starts a
+        new pass over the site (`new_pass`: a new crawl or a refresh) or continues the last one (a resume). Runs
+        still marked running were killed (only the owner writes runs): they are closed first, with the figures
+        their pages give."""
         for (stale,) in self.db.execute(f"SELECT id FROM runs WHERE status = '{RUNNING}'").fetchall():
-            ended = self.db.execute("SELECT max(fetched_at) FROM pages WHERE run_id = ?", [stale]).fetchone()[0]
+            ended = self.db.execute("SELECT max(fetched_at) FROM fetches WHERE run_id = ?", [stale]).fetchone()[0]
             started = self.db.table("runs").get(stale)["started_at"]
             elapsed = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds() if ended else 0
             self._finish(stale, {"status": KILLED, "ended_at": ended, "elapsed_s": elapsed})
@@ -355,11 +449,24 @@ class PageStore:
             "seeds": json.dumps(list(seeds)),
             "settings": json.dumps(settings),
             "overrides": json.dumps(overrides or {}),
+            "pass": (self.db.execute("SELECT max(pass) FROM runs").fetchone()[0] or 0) + int(new_pass) or 1,
+            "refresh": int(refresh),
         }
         with self.db.atomic():
             run_id: int = self.db.table("runs").insert(row).last_pk  # type: ignore[assignment]
         self.run_id = run_id
         return run_id
+
+    def last_run_refreshed(self) -> bool:
+        """Whether the latest run was a refresh (so that its resume is one too)."""
+        row = self.db.execute("SELECT refresh FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return bool(row and row[0])
+
+    def previous_pass_end(self, run_id: int) -> int | None:
+        """The last run of the pass over the site before `run_id`'s, if there was one."""
+        row = self.db.execute("SELECT max(id) FROM runs WHERE pass < (SELECT pass FROM runs WHERE id = ?)", [run_id])
+        found = row.fetchone()[0]
+        return int(found) if found is not None else None
 
     def finish_run(self, status: str, measures: dict[str, float | None]) -> None:
         """Write everything queued, then close the current run: its status, the measures the crawl took
@@ -370,9 +477,12 @@ class PageStore:
             self._finish(self.run_id, {"status": status, "ended_at": _now(), **measures})
 
     def _finish(self, run_id: int, fields: dict[str, Any]) -> None:
-        pages, errors, size, fetch_ms, fetches = self.db.execute(
-            "SELECT count(*), count(error_kind), coalesce(sum(size), 0), coalesce(sum(elapsed_ms), 0), "
-            "count(elapsed_ms) FROM pages WHERE run_id = ?",
+        pages, errors, size, fetch_ms, fetches, unchanged, changed, new, saved = self.db.execute(
+            "SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN not_modified THEN 0 ELSE size END), 0), "
+            "coalesce(sum(elapsed_ms), 0), count(elapsed_ms), "
+            f"count(CASE change WHEN '{UNCHANGED}' THEN 1 END), count(CASE change WHEN '{CHANGED}' THEN 1 END), "
+            f"count(CASE change WHEN '{NEW}' THEN 1 END), coalesce(sum(CASE WHEN not_modified THEN size END), 0) "
+            "FROM fetches WHERE run_id = ?",
             [run_id],
         ).fetchone()
         elapsed = fields.get("elapsed_s") or 0.0
@@ -382,7 +492,7 @@ class PageStore:
                 return None
             rank = max(1, math.ceil(fetches * share))  # nearest rank
             return float(self.db.execute(
-                "SELECT elapsed_ms FROM pages WHERE run_id = ? AND elapsed_ms IS NOT NULL "
+                "SELECT elapsed_ms FROM fetches WHERE run_id = ? AND elapsed_ms IS NOT NULL "
                 "ORDER BY elapsed_ms LIMIT 1 OFFSET ?", [run_id, rank - 1],
             ).fetchone()[0])  # fmt: skip
 
@@ -394,6 +504,10 @@ class PageStore:
             "latency_p50_ms": percentile(0.5),
             "latency_p95_ms": percentile(0.95),
             "fetch_seconds": fetch_ms / 1000,
+            "unchanged": unchanged,
+            "changed": changed,
+            "new": new,
+            "bytes_saved": saved,
         }
         with self.db.atomic():
             self.db.table("runs").update(run_id, {**fields, **figures})

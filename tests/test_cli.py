@@ -154,8 +154,8 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
     assert sorted(commands) == [
-        "bench", "broken", "compare", "crawl", "demo", "export", "query", "report", "runs", "schema", "serve", "stats",
-        "top",
+        "bench", "broken", "changes", "compare", "crawl", "demo", "export", "query", "report", "runs", "schema",
+        "serve", "stats", "top",
     ]  # fmt: skip
     for command in commands:
         run = run_cli(command, "--help")
@@ -393,6 +393,32 @@ def test_demo_crawls_a_generated_site_offline(backend: str, tmp_path: Path) -> N
         assert run_line(explore[1].strip(), cwd=tmp_path).exit_code == 0
         report = run_line(explore[2].strip(), cwd=tmp_path)
         assert (report.exit_code, (tmp_path / "report.html").is_file()) == (0, True), report.stderr
+
+
+def test_demo_changes_its_site_refreshes_and_shows_what_changed(backend: str, tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    # The README's example is the default site's, on asyncio; the other backends crawl a smaller one.
+    size = [] if backend == "asyncio" else ["--pages", "40"]
+    run = run_cli("demo", "--changes", "--backend", backend, *size, "--db", str(db), "--quiet")
+    assert run.exit_code == 0, run.stderr
+    heading = next(line for line in run.stdout.splitlines() if line.startswith("From run "))
+    refresh = next(line for line in run.stdout.splitlines() if line.startswith("  refresh  "))
+    if backend == "asyncio":
+        readme = (Path(__file__).parent.parent / "README.md").read_text()
+        assert heading in readme and refresh in readme
+        assert heading == "From run 1 to run 2: 1 new, 1 gone, 1 with another status, 30 changed, 316 pages unchanged."
+    else:
+        assert heading == "From run 1 to run 2: 1 new, 1 gone, 1 with another status, 4 changed, 45 pages unchanged."
+    urls = {row["url"].split("/", 3)[3]: row for row in pages_by_url(db).values()}
+    assert urls["news/added.html"]["status"] == 200  # only the sitemap lists it
+    assert urls["news/retired.html"]["run_id"] == 1  # gone: not reached by the refresh
+    # The hints, run as printed: the summary's, then the first to explore.
+    hint = next(line for line in run.stdout.splitlines() if line.startswith("What changed: "))
+    explore = run.stdout.splitlines()[-5:]
+    assert explore[:2] == ["Explore it:", f"  crawler changes --db {db}"]
+    for line in (hint.removeprefix("What changed: "), explore[1].strip()):
+        shown = run_line(line, cwd=tmp_path)
+        assert (shown.exit_code, shown.stdout.splitlines()[0]) == (0, heading), shown.stderr
 
 
 def test_python_dash_m_crawler_runs() -> None:

@@ -39,9 +39,9 @@ def test_runs_lists_every_crawl(every_backend: Path, site: SiteServer) -> None:
     run = run_cli("runs", "--db", str(every_backend))
     assert run.exit_code == 0, run.stderr
     lines = [line.split() for line in run.stdout.splitlines()[2:]]
-    assert [(line[0], line[3], line[4], line[5], line[6], line[7]) for line in lines] == [
-        (str(number), "finished", backend, "4", "14", "3") for number, backend in enumerate(BACKENDS, 1)
-    ]
+    assert [(line[0], line[1], line[4], line[5], line[6], line[7], line[8]) for line in lines] == [
+        (str(number), str(number), "finished", backend, "4", "14", "3") for number, backend in enumerate(BACKENDS, 1)
+    ]  # each crawl of the finished database was a new pass over the site
     assert all(line[-1] == site.url("/") for line in lines)
     as_json = json.loads(run_cli("runs", "--json", "--db", str(every_backend)).stdout)
     assert as_json == rows(every_backend, "SELECT * FROM runs ORDER BY id")
@@ -107,12 +107,12 @@ def test_diagnose_names_what_held_a_run_back(fields: dict[str, Any], verdict: st
 
 
 def test_stats_filters_by_run_and_host(every_backend: Path, site: SiteServer) -> None:
-    # Each crawl fetched the site anew, so every page now belongs to the last run.
+    # Each crawl fetched the site anew: `pages` holds the last run's rows, and the history every run's.
     last = run_cli("stats", "--run", "4", "--db", str(every_backend))
     assert last.exit_code == 0, last.stderr
     assert "pages 14" in [" ".join(line.split()) for line in last.stdout.splitlines()]
     first = run_cli("stats", "--run", "1", "--db", str(every_backend))
-    assert "pages 0" in [" ".join(line.split()) for line in first.stdout.splitlines()]
+    assert "pages 14" in [" ".join(line.split()) for line in first.stdout.splitlines()]
     by_host = run_cli("stats", "--host", "127.0.0.1", "--db", str(every_backend))
     assert "pages 14" in [" ".join(line.split()) for line in by_host.stdout.splitlines()]
     for args, message in [
@@ -188,7 +188,7 @@ def _parse(text: str, export_format: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("export_format", ["csv", "json", "ndjson"])
-@pytest.mark.parametrize("table", ["pages", "links", "runs", "frontier"])
+@pytest.mark.parametrize("table", ["pages", "fetches", "links", "runs", "frontier", "sitemaps"])
 def test_export_writes_every_row_of_a_table(every_backend: Path, table: str, export_format: str) -> None:
     run = run_cli("export", "--table", table, "--format", export_format, "--db", str(every_backend))
     assert run.exit_code == 0, run.stderr
@@ -196,7 +196,8 @@ def test_export_writes_every_row_of_a_table(every_backend: Path, table: str, exp
     if export_format == "csv":  # CSV has text only, and NULL becomes an empty field
         expected = [{key: "" if value is None else str(value) for key, value in row.items()} for row in expected]
     assert _parse(run.stdout, export_format) == expected
-    assert len(expected) == {"pages": 14, "links": 15, "runs": 4, "frontier": 14}[table]
+    # fetches: the 14 pages of each of the 4 runs; sitemaps: each run asked for /sitemap.xml (a 404).
+    assert len(expected) == {"pages": 14, "fetches": 56, "links": 15, "runs": 4, "frontier": 14, "sitemaps": 4}[table]
 
 
 def test_export_to_a_file_takes_the_format_from_its_suffix(every_backend: Path, tmp_path: Path) -> None:

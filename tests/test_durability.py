@@ -48,7 +48,8 @@ KILLS = 10
 GROWTH = (30, 120)  # pages committed between one kill and the next, drawn per kill; often overshot by a batch
 SETTLE = (0.0, 0.3)  # seconds between reaching that growth and the kill, drawn per kill
 MAX_FETCHES = 2  # per URL: once in the run that was killed with it in flight, once in the run that wrote it
-ROBOTS = "/robots.txt"  # not in the site: a 404, which allows everything; never counted
+# Not in the site: 404s (robots.txt then allows everything, and there is no sitemap), asked for each run; never counted.
+SITE_FILES = frozenset({"/robots.txt", "/sitemap.xml"})
 POLL_SECONDS = 0.02
 STALL_SECONDS = 30.0  # a run that commits nothing for this long is stuck
 LATE_HITS_SECONDS = 0.1  # for requests sent just before a kill to reach the server's log
@@ -228,7 +229,7 @@ def crawl_with_kills(command: list[str], db: Path, log: Path, server: SiteServer
             time.sleep(LATE_HITS_SECONDS)
             committed = committed_urls(db)
             assert committed is not None, f"{db} unreadable after a kill"
-            requested = {server.url(hit.path) for hit in server.hits if hit.path != ROBOTS}
+            requested = {server.url(hit.path) for hit in server.hits if hit.path not in SITE_FILES}
             pending = requested - committed
             pages = len(committed)
             schedule.kills.append(Kill(time.monotonic() - started, pages, len(pending), held_back))
@@ -273,7 +274,7 @@ def problems_with(db: Path, tree: Tree, server: SiteServer) -> list[str]:
     if frontier.keys() != expected.keys():
         problems.append(f"frontier: {len(expected.keys() - frontier.keys())} URLs of the site missing, "
                         f"{len(frontier.keys() - expected.keys())} not in the site")  # fmt: skip
-    requests = Counter(hit.path for hit in server.hits if hit.path != ROBOTS)
+    requests = Counter(hit.path for hit in server.hits if hit.path not in SITE_FILES)
     if unknown := requests.keys() - tree.site.keys():
         problems.append(f"requests for paths not in the site: {_sample(unknown)}")
     if repeated := {path: count for path, count in requests.items() if count > MAX_FETCHES}:

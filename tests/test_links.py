@@ -82,7 +82,9 @@ def test_the_server_sees_exactly_what_a_browser_requests(serve: Serve, backend: 
     assert run.exit_code == 0, run.stdout + run.stderr
 
     targets = Counter(hit.path for hit in server.hits)
-    assert targets == Counter(["/robots.txt", SEED, *TRICKY.values(), *LEGACY.values()])  # each once, nothing else
+    assert targets == Counter(
+        ["/robots.txt", "/sitemap.xml", SEED, *TRICKY.values(), *LEGACY.values()]
+    )  # each once, nothing else
 
     pages = pages_by_url(db)
     seed = pages[server.url(SEED)]

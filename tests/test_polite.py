@@ -59,7 +59,7 @@ def test_robots_txt_is_obeyed_for_our_user_agent(serve: Serve, backend: str, tmp
         "robots", "disallowed by robots.txt", 0,
     )  # fmt: skip
     paths = [path for _, path in hit_times(server)]
-    assert sorted(paths) == ["/", "/p2.html", "/public.html", "/robots.txt"]
+    assert sorted(paths) == ["/", "/p2.html", "/public.html", "/robots.txt", "/sitemap.xml"]
     assert min(gaps(hit_times(server))) >= 0.3 - SLACK  # Crawl-delay: 0.3
 
     # The rules for our product token apply to our full User-Agent string.
@@ -100,7 +100,7 @@ def test_delay_spaces_the_requests_to_a_host(serve: Serve, backend: str, tmp_pat
     server = serve(pages("/a.html", "/b.html", "/c.html"))
     crawl(backend, tmp_path / "a.db", server.url("/"), "--delay", "0.25", "--per-host", "4")
     assert len(pages_by_url(tmp_path / "a.db")) == 4
-    assert len(hit_times(server)) == 5  # robots.txt too
+    assert len(hit_times(server)) == 6  # robots.txt and sitemap.xml too
     assert min(gaps(hit_times(server))) >= 0.25 - SLACK
 
 

@@ -41,14 +41,17 @@ def test_crawler_schema_describes_a_table_in_plain_text() -> None:
     assert run.exit_code == 0, run.stderr
     assert run.stdout.splitlines() == [
         "links: one row per distinct link found on a successful HTML page, whether or not it was followed.",
-        "column    type    meaning",
-        "--------  ------  -----------------------------------------------------------------------------",
-        "from_url  TEXT    the page the link is on (pages.url)",
-        "to_url    TEXT    where it points, canonical, so it joins pages.url when the target was crawled",
+        "column    type     meaning",
+        "--------  -------  " + "-" * 94,
+        "from_url  TEXT     the page the link is on (pages.url)",
+        "to_url    TEXT     where it points, canonical, so it joins pages.url when the target was crawled",
+        "follow    INTEGER  1 if followed, 0 if rel=nofollow or meta robots said not to; NULL if stored before this "
+        "column",
     ]
     unknown = run_cli("schema", "page")
     assert (unknown.exit_code, unknown.stderr) == (
-        2, "Error: no table 'page' in a page database: choose from pages, links, frontier, runs, crawl\n"
+        2, "Error: no table 'page' in a page database: choose from pages, fetches, links, sitemaps, frontier, runs, "
+        "crawl\n"
     )  # fmt: skip
 
 

@@ -223,7 +223,7 @@ def test_metadata_describes_tables_and_read_only_queries(tmp_path: Path) -> None
     meta = metadata(tmp_path / "my.crawl.db")
     assert meta["title"]
     database = meta["databases"]["my.crawl"]  # Datasette names a database after its file, less the extension
-    assert set(database["tables"]) == {"pages", "links", "frontier", "runs", "crawl"}
+    assert set(database["tables"]) == {"pages", "fetches", "links", "sitemaps", "frontier", "runs", "crawl"}
     for table in database["tables"].values():
         assert table["description"]
         assert all(table["columns"].values())
@@ -323,7 +323,9 @@ def test_writes_are_refused(server: Served, crawled: Path) -> None:
     # ... and one that gets past that check meets a connection SQLite opened read-only.
     status, body = server.get("/crawl.json", sql="WITH x AS (SELECT 1) DELETE FROM pages")
     assert not body["ok"] and body["error"] == "attempt to write a readonly database", body
-    status, body = server.get("/crawl.json", sql="WITH x AS (SELECT 1) INSERT INTO links VALUES ('a', 'b')")
+    status, body = server.get(
+        "/crawl.json", sql="WITH x AS (SELECT 1) INSERT INTO links (from_url, to_url) VALUES ('a', 'b')"
+    )
     assert not body["ok"] and body["error"] == "attempt to write a readonly database", body
     # POST is how Datasette writes: the SQL page refuses it, and no canned query is a writable one (0.65.5 answers
     # a POST to a read-only canned query with a 500 after running its SELECT; either way nothing is written).

@@ -270,12 +270,15 @@ def test_store_replaces_a_page_and_its_links_when_fetched_again(tmp_path: Path) 
     db = tmp_path / "crawl.db"
     row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
     store = PageStore(db)
-    store.commit(row, ["http://h/a", "http://h/b"], [], [])
+    store.commit(row, [("http://h/a", True), ("http://h/b", False)], [], [])
     store.flush()
-    store.commit({**row, "size": 20}, ["http://h/c"], [], [])
+    assert store.links_of("http://h/") == [("http://h/a", True), ("http://h/b", False)]
+    store.commit({**row, "size": 20}, [("http://h/c", True)], [], [])
+    store.flush()
+    store.commit({**row, "size": 20}, None, [], [])  # unchanged: the links stored stay
     store.close()
     assert [(r["url"], r["size"]) for r in rows(db)] == [("http://h/", 20)]
-    assert rows(db, "SELECT to_url FROM links") == [{"to_url": "http://h/c"}]
+    assert rows(db, "SELECT to_url, follow FROM links") == [{"to_url": "http://h/c", "follow": 1}]
 
 
 def test_store_indexes_links_by_target_only_once_closed(tmp_path: Path) -> None:
@@ -283,7 +286,7 @@ def test_store_indexes_links_by_target_only_once_closed(tmp_path: Path) -> None:
     row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
     to_url_indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%links%to_url%'"
     store = PageStore(db)
-    store.commit(row, ["http://h/a"], [], [])
+    store.commit(row, [("http://h/a", True)], [], [])
     store.close()
     assert rows(db, to_url_indexes) == [{"name": "idx_links_to_url"}]
     store = PageStore(db)  # a crawl writing to it: the index would slow every insert

@@ -63,6 +63,7 @@ from storage import (
     check_filter,
     last_two_passes,
     latest_run_ids,
+    latest_run_of_another_pass,
     open_readonly,
     run_query,
     runs,
@@ -567,7 +568,7 @@ def changes_command(
             if len(ids) == 2:
                 run_a, run_b = ids
             elif ids:
-                run_a, run_b = ids[0], database.execute("SELECT max(id) FROM runs").fetchone()[0]
+                run_a, run_b = ids[0], latest_run_of_another_pass(database, ids[0])
             else:
                 run_a, run_b = last_two_passes(database)
             found = changes(database, run_a, run_b, host, min_change)

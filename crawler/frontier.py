@@ -131,8 +131,9 @@ class Frontier(ABC):
         """The response to an origin's robots.txt: its rules and Crawl-delay now apply to the origin's pages."""
 
     @abstractmethod
-    def sitemap_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
-                         error_message: str | None, location: str | None, now: float) -> None:  # fmt: skip
+    def sitemap_answered(self, request: Request, status: int | None, body: bytes, truncated: bool,
+                         error_kind: str | None, error_message: str | None, location: str | None,
+                         now: float) -> None:  # fmt: skip
         """The response to a sitemap: its page URLs join the frontier (as links would), the sitemaps it lists
         are fetched in turn, and what it held (or why it was unusable) is recorded."""
 

@@ -195,8 +195,11 @@ class LocalFrontier(Frontier):
             return
         rules = RobotRules.from_response(status, body, error_kind)
         state.learn_robots(rules, self.config.delay, self.config.user_agent)
-        for page in self._scheduler.unblock(state, now):
-            self._admit(page, now)
+        for held in self._scheduler.unblock(state, now):
+            if held.page:
+                self._admit(held, now)
+            else:  # a sitemap another origin's robots.txt named: allowed by that naming
+                self._scheduler.push(held, now)
         self._read_sitemaps(state, rules, now)
 
     # -- sitemaps --------------------------------------------------------------------------------------
@@ -212,32 +215,49 @@ class LocalFrontier(Frontier):
             self._request_sitemap(url, origin(url), 0, 0, now)
 
     def _request_sitemap(self, url: str, key: str, nesting: int, hops: int, now: float) -> None:
-        if url not in self._sitemaps_seen:
+        if url not in self._sitemaps_seen and not self.limit_reached:
             self._sitemaps_seen.add(url)
             self._scheduler.push(Request(url, key, 0, hops, sitemap=nesting), now)
 
-    def sitemap_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
-                         error_message: str | None, location: str | None, now: float) -> None:  # fmt: skip
-        """Queue the pages a sitemap lists (in scope, within the depth limit) and the sitemaps it lists; record
-        it. A redirect is followed (five at most); nesting deeper than `SITEMAP_MAX_NESTING` is an error."""
+    def _may_read(self, url: str, near: str) -> bool:
+        """Whether a sitemap that a sitemap named (or redirected to) may be read: on the host of the one that
+        named it (the protocol's rule), within --max-url-length, and not forbidden by its origin's robots.txt
+        where that is known."""
+        if host(url) != host(near) or len(url) > self.config.max_url_length:
+            return False
+        rules = self._scheduler.origin(origin(url)).rules
+        return not self.config.obey_robots or rules is None or rules.allowed(url, self.config.user_agent)
+
+    def sitemap_answered(self, request: Request, status: int | None, body: bytes, truncated: bool,
+                         error_kind: str | None, error_message: str | None, location: str | None,
+                         now: float) -> None:  # fmt: skip
+        """Queue the pages a sitemap lists (in scope, within the depth limit) and the sitemaps it lists on its
+        host; record it. A redirect on its host is followed (five at most); nesting deeper than
+        `SITEMAP_MAX_NESTING` is an error."""
         nesting = request.sitemap or 0
         target = resolve(location, request.url) if location else None
         row: dict[str, Any] = {"url": request.url, "status": status, "error_kind": error_kind,
                                "error_message": error_message, "pages": 0, "sitemaps": 0}  # fmt: skip
         if status in (301, 302, 303, 307, 308) and target and request.hops < SITEMAP_MAX_REDIRECTS:
-            self._request_sitemap(target, request.origin, nesting, request.hops + 1, now)
-            row["error_message"] = f"redirected to {target}"
+            if self._may_read(target, request.url):
+                self._request_sitemap(target, origin(target), nesting, request.hops + 1, now)
+                row["error_message"] = f"redirected to {target}"
+            else:
+                row["error_kind"] = "sitemap"
+                row["error_message"] = f"redirected to {target}: not followed (another host, or robots.txt)"
         elif status is not None and status != 200 and error_kind is None:
             row["error_kind"], row["error_message"] = "http", f"HTTP {status}"
         elif status == 200:
             sitemap = parse_sitemap(body, request.url)
             row["pages"], row["sitemaps"] = len(sitemap.pages), len(sitemap.sitemaps)
             faults = [sitemap.error] if sitemap.error else []
+            if truncated:
+                faults.insert(0, f"cut at --max-size ({self.config.max_size:,} bytes): the rest was not read")
             if sitemap.sitemaps and nesting >= SITEMAP_MAX_NESTING:
                 faults.append(f"sitemap indexes nested more than {SITEMAP_MAX_NESTING} deep: not followed")
             else:
                 for url in sitemap.sitemaps:
-                    if len(url) <= self.config.max_url_length:
+                    if self._may_read(url, request.url):
                         self._request_sitemap(url, origin(url), nesting + 1, 0, now)
             if faults:
                 row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)

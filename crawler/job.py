@@ -24,6 +24,7 @@ from crawler.meter import ResourceMeter
 from crawler.report import counted
 from crawler.signals import handling
 from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
+from crawler.urls import origin
 from fetchers import FetchSettings, get_fetcher
 from parsers import get_parser
 from storage import (
@@ -33,6 +34,7 @@ from storage import (
     LIMIT,
     Changes,
     CrawlRecord,
+    FrontierEntry,
     NotOurs,
     Owned,
     PageStore,
@@ -106,17 +108,24 @@ def _continued(
     return replace(base, db_path=request.db_path, **{name: now for name, (_, now) in overrides.items()}), overrides
 
 
+def _seed_entries(seeds: list[str]) -> list[FrontierEntry]:
+    return [FrontierEntry(url, origin(url), 0) for url in seeds]
+
+
 def _plan_refresh(store: PageStore, request: JobRequest, record: CrawlRecord | None) -> Job:
-    """A new pass over a finished crawl's site, with its seeds (and any given) and its settings."""
-    if store.queued:
-        raise JobError(f"the crawl in {request.db_path} is unfinished: continue it with --resume (or start anew "
-                       "with --restart) before a refresh")  # fmt: skip
+    """A new pass over a crawl's site, with its seeds (and any given) and its settings: a crawl that finished,
+    or that spent its page budget (--max-pages)."""
     if not store.done:
         raise JobError(f"{request.db_path} holds no finished crawl to refresh: crawl first")
+    if store.queued and store.last_run_status() != LIMIT:
+        raise JobError(f"the crawl in {request.db_path} is unfinished: continue it with --resume (or start anew "
+                       "with --restart) before a refresh")  # fmt: skip
     config, overrides = _continued(store, request, record, fixed=False)
     known = record.seeds if record else []
     seeds = known + [url for url in request.seeds if url not in known]
-    store.reset_frontier()
+    if not seeds:
+        raise JobError(f"{request.db_path} does not record its seeds (an older crawler wrote it): give them")
+    store.reset_frontier(_seed_entries(seeds))
     store.save_crawl(seeds, config.settings())
     return Job(config, seeds, overrides=overrides, new_seeds=seeds[len(known) :], refresh=True)
 
@@ -138,7 +147,7 @@ def _plan(store: PageStore, request: JobRequest) -> Job:
         _refuse_fixed_changes(record.settings, request.given)  # before anything changes
         store.uncap()  # a raised cap: what the old one skipped is crawlable again
     if request.restart:
-        store.reset_frontier()
+        store.reset_frontier(_seed_entries(request.seeds))
     elif store.queued:
         config, overrides = _continued(store, request, record, fixed=True)
         known = record.seeds if record else []
@@ -148,7 +157,7 @@ def _plan(store: PageStore, request: JobRequest) -> Job:
     elif request.resume:
         raise NothingToResume(f"{request.db_path} holds no unfinished crawl to resume")
     elif store.done or store.capped:
-        store.reset_frontier()  # the last crawl in this file ran to its end: start anew
+        store.reset_frontier(_seed_entries(request.seeds))  # the last crawl here ran to its end: start anew
     config = replace(CrawlConfig(db_path=request.db_path), **request.given)
     store.save_crawl(request.seeds, config.settings(), made_by=request.made_by)
     return Job(config, list(request.seeds))
@@ -255,7 +264,7 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
                 "retries": engine.summary.retries if engine else None,
             })  # fmt: skip
         previous = store.previous_pass_end(run_id)
-        if job.refresh and status == FINISHED and previous is not None:
+        if job.refresh and status in (FINISHED, LIMIT) and previous is not None:
             job.changes = changes(store.db, previous, run_id)
         return job, summary
     finally:

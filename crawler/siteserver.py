@@ -63,6 +63,7 @@ class SiteServer:
         self.origin = f"http://{host}:{self.port}"
         self._rendered: dict[str, tuple[Resource, bytes, dict[str, str]]] = {}
         self._modified: dict[str, float] = {}  # path -> when its body last changed (epoch seconds, whole)
+        self._etags: dict[str, str] = {}  # path -> the ETag of its body
         self.replace_site(site)
         self._runner: web.AppRunner | None = None
 
@@ -76,6 +77,7 @@ class SiteServer:
             old = self._rendered.get(path)
             if old is None or old[1] != body:
                 self._modified[path] = max(now, self._modified.get(path, 0.0) + 1)
+                self._etags[path] = f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"'
             rendered[path] = (resource, body, resource.render_headers(self.origin))
         self.site, self._rendered = site, rendered
 
@@ -109,7 +111,7 @@ class SiteServer:
         if resource.delay:
             await asyncio.sleep(resource.delay)
         if self.validators and resource.status == 200:
-            headers = {**headers, "ETag": f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"',
+            headers = {**headers, "ETag": self._etags[path],
                        "Last-Modified": email.utils.formatdate(self._modified[path], usegmt=True)}  # fmt: skip
             if _not_modified(request, headers["ETag"], self._modified[path]):
                 self.not_modified += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage.history import Change, Changes, changes, last_two_passes
+from storage.history import Change, Changes, changes, last_two_passes, latest_run_of_another_pass
 from storage.lease import Owned
 from storage.queries import (
     BROKEN_COLUMNS,
@@ -71,6 +71,7 @@ __all__ = [
     "check_ours",
     "last_two_passes",
     "latest_run_ids",
+    "latest_run_of_another_pass",
     "open_readonly",
     "read_crawl",
     "run_query",

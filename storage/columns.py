@@ -58,7 +58,7 @@ TABLES: tuple[Table, ...] = (
                "`invalid-url`, `decoding`, `parse` (the parser choked on it) or `error`"),
         Column("error_message", "TEXT", "what went wrong, e.g. `HTTP 404 Not Found`"),
         Column("run_id", "INTEGER", "the run (`runs.id`) that fetched it last"),
-        Column("content_hash", "TEXT", "BLAKE2b-128 of the body, in hex: how a refresh tells an unchanged page "
+        Column("content_hash", "TEXT", "SHA-1 of the body, in hex: how a refresh tells an unchanged page "
                "when the server sends no validators; NULL without a response"),
         Column("etag", "TEXT", "the `ETag` header as sent: a refresh asks `If-None-Match` with it"),
         Column("last_modified", "TEXT", "the `Last-Modified` header as sent: a refresh asks `If-Modified-Since` "
@@ -67,8 +67,8 @@ TABLES: tuple[Table, ...] = (
     Table("links", "one row per distinct link found on a successful HTML page, whether or not it was followed.", (
         Column("from_url", "TEXT", "the page the link is on (`pages.url`)"),
         Column("to_url", "TEXT", "where it points, canonical, so it joins `pages.url` when the target was crawled"),
-        Column("follow", "INTEGER", "1 if followed, 0 if `rel=nofollow` or meta robots said not to; NULL if "
-               "stored before this column"),
+        Column("follow", "INTEGER", "1 if the page lets it be followed, 0 if `rel=nofollow` or meta robots say "
+               "not to; NULL if stored before this column"),
     )),
     Table("sitemaps", "one row per sitemap read in a run: robots.txt's `Sitemap:` lines and `/sitemap.xml` "
           "of each seed's site, and the sitemaps a sitemap index lists.", (

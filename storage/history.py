@@ -3,7 +3,7 @@
 Every fetch is kept in `fetches`, per run. A pass over the site (a new crawl, or a refresh) may take several
 runs (a crawl interrupted, then resumed), so the site as run N saw it is the latest fetch of each URL among the
 runs of N's pass up to N. `changes` compares two such views: the pages that are new, gone, changed in status,
-and changed in content (by how many bytes).
+and changed in content (by how many bytes). The writer marks each fetch by the same rule (`differs`).
 """
 
 from __future__ import annotations
@@ -14,15 +14,6 @@ from typing import Any
 import sqlite_utils
 
 from storage.queries import StorageError
-
-
-def view_sql(alias: str, run: str) -> str:
-    """A CTE body: the rows of `fetches` that make the site as run `:{run}` saw it (its pass, up to it)."""
-    return f"""SELECT * FROM (
-  SELECT f.*, row_number() OVER (PARTITION BY f.url ORDER BY f.run_id DESC) AS latest
-  FROM fetches f
-  WHERE f.run_id IN (SELECT id FROM runs WHERE pass = (SELECT pass FROM runs WHERE id = :{run}) AND id <= :{run})
-) {alias} WHERE latest = 1"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,49 +51,92 @@ class Changes:
         return [{"change": name} | {key: getattr(c, key) for key in keys} for name, group in groups for c in group]
 
 
-def last_two_passes(db: sqlite_utils.Database) -> tuple[int, int]:
-    """The last run of each of the crawl's last two passes; `StorageError` if it has had only one."""
+# The passes a default comparison takes: those that ran to their end or to their page budget. An interrupted or
+# killed pass has not reached every page yet, and would show the rest as gone.
+_COMPLETE = ("finished", "limit")
+
+
+def _require_history(db: sqlite_utils.Database) -> None:
     if "fetches" not in db.table_names() or "pass" not in db.table("runs").columns_dict:
-        raise StorageError("this database was written before history was kept: crawl again to start one")
-    rows = db.execute("SELECT max(id) FROM runs GROUP BY pass ORDER BY pass DESC LIMIT 2").fetchall()
+        raise StorageError(
+            "this database was written before history was kept: its next crawl (`crawler crawl --refresh`) starts one"
+        )
+
+
+def last_two_passes(db: sqlite_utils.Database) -> tuple[int, int]:
+    """The last run of each of the last two complete passes over the site (ended `finished` or at `--max-pages`);
+    `StorageError` if there are fewer."""
+    _require_history(db)
+    rows = db.execute(
+        "SELECT id FROM runs r WHERE id = (SELECT max(id) FROM runs WHERE pass = r.pass) "
+        f"AND status IN ({', '.join('?' * len(_COMPLETE))}) ORDER BY pass DESC LIMIT 2",
+        list(_COMPLETE),
+    ).fetchall()
     if len(rows) < 2:
-        raise StorageError("the database holds one pass over the site: `crawler crawl --refresh` makes a second")
+        raise StorageError(
+            "the database holds fewer than two complete passes over the site: `crawler crawl --refresh` makes one"
+        )
     return rows[1][0], rows[0][0]
+
+
+def latest_run_of_another_pass(db: sqlite_utils.Database, run: int) -> int:
+    """The last run of the latest pass, for comparing with `run`; `StorageError` if `run` is in that pass."""
+    _require_history(db)
+    latest = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+    if latest is None:
+        raise StorageError("no runs in this database yet: crawl first")
+    same = db.execute("SELECT (SELECT pass FROM runs WHERE id = ?) = (SELECT pass FROM runs WHERE id = ?)",
+                      [run, latest]).fetchone()[0]  # fmt: skip
+    if same:
+        raise StorageError(f"run {run} belongs to the latest pass: name an earlier run, or two runs")
+    return int(latest)
+
+
+def differs(size_a: int | None, size_b: int | None, hash_a: str | None, hash_b: str | None) -> bool:
+    """Whether a page changed (same status): by its body's hash, or by its size where a hash is missing (a page
+    written before hashes were kept)."""
+    if hash_a is None or hash_b is None:
+        return size_a != size_b
+    return hash_a != hash_b
+
+
+# For each URL, its latest fetch on each side (the runs of a pass up to the run named), then both sides side by
+# side: one pass over the rows of the two passes, however many pages they hold.
+_CHANGES_SQL = """WITH sides AS (
+  SELECT 'a' AS side, id FROM runs WHERE pass = (SELECT pass FROM runs WHERE id = :run_a) AND id <= :run_a
+  UNION ALL
+  SELECT 'b', id FROM runs WHERE pass = (SELECT pass FROM runs WHERE id = :run_b) AND id <= :run_b
+), latest AS (
+  SELECT s.side, f.url, f.host, f.status, f.size, f.content_hash,
+         row_number() OVER (PARTITION BY s.side, f.url ORDER BY f.run_id DESC) AS n
+  FROM sides s JOIN fetches f ON f.run_id = s.id
+)
+SELECT url, max(side = 'a'), max(side = 'b'),
+       max(CASE side WHEN 'a' THEN status END), max(CASE side WHEN 'b' THEN status END),
+       max(CASE side WHEN 'a' THEN size END), max(CASE side WHEN 'b' THEN size END),
+       max(CASE side WHEN 'a' THEN content_hash END), max(CASE side WHEN 'b' THEN content_hash END)
+FROM latest WHERE n = 1 {host} GROUP BY url ORDER BY url"""
 
 
 def changes(db: sqlite_utils.Database, run_a: int, run_b: int, host: str | None = None, min_change: int = 0) -> Changes:
     """What changed from the site as run A saw it to the site as run B saw it. `host` keeps one host's pages;
     `min_change` keeps content changes of at least that many bytes either way."""
-    if "fetches" not in db.table_names():
-        raise StorageError("this database was written before history was kept: crawl again to start one")
+    _require_history(db)
     for run in (run_a, run_b):
         if db.execute("SELECT 1 FROM runs WHERE id = ?", [run]).fetchone() is None:
             raise StorageError(f"no run {run} in this database (`crawler runs` lists them)")
-    host_clause = "AND host = :host" if host is not None else ""
-    sql = f"""WITH a AS ({view_sql("a", "run_a")}), b AS ({view_sql("b", "run_b")}),
-both_ AS (
-  SELECT a.url, a.status AS status_a, b.status AS status_b, a.size AS size_a, b.size AS size_b,
-         a.content_hash AS hash_a, b.content_hash AS hash_b, a.host AS host, 'pair' AS side
-  FROM a JOIN b ON b.url = a.url
-  UNION ALL
-  SELECT a.url, a.status, NULL, a.size, NULL, NULL, NULL, a.host, 'gone' FROM a WHERE a.url NOT IN (SELECT url FROM b)
-  UNION ALL
-  SELECT b.url, NULL, b.status, NULL, b.size, NULL, NULL, b.host, 'new' FROM b WHERE b.url NOT IN (SELECT url FROM a)
-)
-SELECT url, status_a, status_b, size_a, size_b, hash_a, hash_b, side FROM both_
-WHERE 1 {host_clause}
-ORDER BY url"""
+    sql = _CHANGES_SQL.format(host="AND host = :host" if host is not None else "")
     result = Changes(run_a, run_b)
     params = {"run_a": run_a, "run_b": run_b, "host": host}
-    for url, status_a, status_b, size_a, size_b, hash_a, hash_b, side in db.execute(sql, params):
+    for url, in_a, in_b, status_a, status_b, size_a, size_b, hash_a, hash_b in db.execute(sql, params):
         change = Change(url, status_a, status_b, size_a, size_b)
-        if side == "new":
+        if not in_a:
             result.new.append(change)
-        elif side == "gone":
+        elif not in_b:
             result.gone.append(change)
         elif status_a != status_b:
             result.status.append(change)
-        elif size_a != size_b or hash_a != hash_b:
+        elif differs(size_a, size_b, hash_a, hash_b):
             if abs(change.delta) >= min_change:
                 result.resized.append(change)
         else:

@@ -17,13 +17,16 @@ from typing import Any
 
 import sqlite_utils
 
+from storage.history import differs
 from storage.lease import HEARTBEAT_SECONDS, Owned, Owner
 from storage.schema import (
     CAPPED,
     CHANGED,
     DONE,
     FETCHES_COLUMNS,
+    FINISHED,
     KILLED,
+    LIMIT,
     LINKS_TO_INDEX,
     NEW,
     QUEUED,
@@ -51,6 +54,8 @@ class Known:
     content_hash: str | None
     etag: str | None
     last_modified: str | None
+    error_kind: str | None  # a page the parser choked on stays so
+    error_message: str | None
 
 
 _KNOWN_COLUMNS = ", ".join(f"p.{name}" for name in Known.__slots__)
@@ -120,6 +125,7 @@ class _Page:
     links: list[tuple[str, bool]] | None  # (target, followed); None: the page is unchanged, its links are kept
     found: list[FrontierEntry]
     redirected_from: list[str]  # pages of a redirect chain that ended at this one
+    not_modified: int | None  # for `fetches` alone: 1 when a refresh got a 304
 
 
 class PageStore:
@@ -270,7 +276,8 @@ class PageStore:
         adds to the frontier (those already there are ignored), and the pages of the redirect chain that ended
         at it. They are written together, in the same transaction. Returns what `flush` returns if the batch
         was written now, else nothing."""
-        self._pages.append(_Page({**row, "run_id": self.run_id}, links, found, redirected_from))
+        page_row = {**row, "run_id": self.run_id}
+        self._pages.append(_Page(page_row, links, found, redirected_from, page_row.pop("not_modified", None)))
         if len(self._pages) >= self._batch_size:
             return self.flush()
         return set()
@@ -311,11 +318,7 @@ class PageStore:
                 if self._pages:
                     urls = [page.row["url"] for page in self._pages]
                     self._write_history(conn, urls)
-                    self.db.table("pages").insert_all(
-                        [{k: v for k, v in page.row.items() if k != "not_modified"} for page in self._pages],
-                        pk="url",
-                        replace=True,
-                    )
+                    self.db.table("pages").insert_all([page.row for page in self._pages], pk="url", replace=True)
                     parsed = [page for page in self._pages if page.links is not None]
                     reparsed = [page.row["url"] for page in parsed]
                     conn.execute(f"DELETE FROM links WHERE from_url IN ({_placeholders(len(reparsed))})", reparsed)
@@ -366,19 +369,26 @@ class PageStore:
 
     def _write_history(self, conn: sqlite3.Connection, urls: list[str]) -> None:
         """Add the batch's pages to `fetches`, each marked new, changed or unchanged against the page's
-        previous state (its body's hash and its status), before `pages` takes the new state."""
+        previous state (its status, and its body's hash, or its size where a hash is missing), before `pages`
+        takes the new state."""
         before = {
-            url: (status, content_hash)
-            for url, status, content_hash in conn.execute(
-                f"SELECT url, status, content_hash FROM pages WHERE url IN ({_placeholders(len(urls))})", urls
+            url: (status, size, content_hash)
+            for url, status, size, content_hash in conn.execute(
+                f"SELECT url, status, size, content_hash FROM pages WHERE url IN ({_placeholders(len(urls))})", urls
             )
         }
         rows = []
         for page in self._pages:
             row = page.row
             known = before.get(row["url"])
-            same = known is not None and known == (row.get("status"), row.get("content_hash"))
-            rows.append({**row, "change": NEW if known is None else UNCHANGED if same else CHANGED})
+            if known is None:
+                change = NEW
+            else:
+                status, size, content_hash = known
+                same = status == row.get("status") and not differs(size, row.get("size"), content_hash,
+                                                                     row.get("content_hash"))  # fmt: skip
+                change = UNCHANGED if same else CHANGED
+            rows.append({**row, "change": change, "not_modified": page.not_modified})
         self.db.table("fetches").insert_all(rows, pk=("run_id", "url"), replace=True, columns=FETCHES_COLUMNS)
 
     def links_of(self, url: str) -> list[tuple[str, bool]]:
@@ -418,12 +428,22 @@ class PageStore:
         """The origins of the frontier's seeds (depth 0), for databases written before crawls were recorded."""
         return [row[0] for row in self.db.execute("SELECT DISTINCT origin FROM frontier WHERE depth = 0")]
 
-    def reset_frontier(self) -> None:
-        """Forget the frontier, to start a new crawl in this database (pages stay until fetched again)."""
+    def reset_frontier(self, seeds: list[FrontierEntry]) -> None:
+        """Forget the frontier and queue `seeds` in its place, in one transaction (a crawl stopped now has its
+        seeds to start from), to start a new crawl or pass in this database (the pages stay)."""
         self.flush()
         with self.db.atomic():
             self.db.execute("DELETE FROM frontier")
-        self.queued = self.done = self.capped = 0
+            self.db.conn.executemany(
+                f"INSERT OR IGNORE INTO frontier (url, origin, depth, hops, state) VALUES (?, ?, 0, 0, '{QUEUED}')",
+                [(entry.url, entry.origin) for entry in seeds],
+            )
+        self.queued, self.done, self.capped = len({entry.url for entry in seeds}), 0, 0
+
+    def last_run_status(self) -> str | None:
+        """How the latest run ended (`running` while it runs, or if it was killed), if there was one."""
+        row = self.db.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return str(row[0]) if row else None
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -463,9 +483,13 @@ class PageStore:
         return bool(row and row[0])
 
     def previous_pass_end(self, run_id: int) -> int | None:
-        """The last run of the pass over the site before `run_id`'s, if there was one."""
-        row = self.db.execute("SELECT max(id) FROM runs WHERE pass < (SELECT pass FROM runs WHERE id = ?)", [run_id])
-        found = row.fetchone()[0]
+        """The last run of the latest complete pass over the site (it ended `finished` or at `--max-pages`)
+        before `run_id`'s, if there was one."""
+        found = self.db.execute(
+            "SELECT max(id) FROM runs r WHERE pass < (SELECT pass FROM runs WHERE id = ?) "
+            f"AND id = (SELECT max(id) FROM runs WHERE pass = r.pass) AND status IN ('{FINISHED}', '{LIMIT}')",
+            [run_id],
+        ).fetchone()[0]
         return int(found) if found is not None else None
 
     def finish_run(self, status: str, measures: dict[str, float | None]) -> None:

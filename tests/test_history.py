@@ -148,7 +148,11 @@ def test_changes_options_and_errors(serve: Serve, tmp_path: Path) -> None:
     assert run_cli("crawl", server.url("/"), "--db", str(db), "--quiet").exit_code == 0
     once = run_cli("changes", "--db", str(db))
     assert (once.exit_code, once.stderr.strip()) == (
-        2, "Error: the database holds one pass over the site: `crawler crawl --refresh` makes a second"
+        2, "Error: the database holds fewer than two complete passes over the site: `crawler crawl --refresh` makes one"
+    )  # fmt: skip
+    same = run_cli("changes", "1", "--db", str(db))
+    assert (same.exit_code, same.stderr.strip()) == (
+        2, "Error: run 1 belongs to the latest pass: name an earlier run, or two runs"
     )  # fmt: skip
     server.replace_site(edition(2, server.origin))
     refresh = run_cli("crawl", "--refresh", "--db", str(db), "--quiet")
@@ -268,3 +272,79 @@ def test_hostile_sitemaps_are_errors_recorded_and_the_crawl_goes_on(backend: str
     assert messages["/bomb.xml.gz"] == "larger than 50 MB once decompressed (the protocol's limit): not read"
     assert messages["/deep/2.xml"] == "sitemap indexes nested more than 2 deep: not followed"
     assert messages["/not-xml.xml"] == "not a sitemap (root element <html>)"
+
+
+def test_a_crawl_stopped_by_its_page_budget_can_be_refreshed(serve: Serve, tmp_path: Path) -> None:
+    server = serve({})
+    server.replace_site(edition(1, server.origin))
+    db = tmp_path / "crawl.db"
+    budget = ("--max-pages", "10", "--no-sitemaps")
+    first = run_cli("crawl", server.url("/"), "--db", str(db), *budget, "--quiet")
+    assert first.exit_code == 0, first.stderr
+    refresh = run_cli("crawl", "--refresh", "--db", str(db), "--quiet")
+    assert refresh.exit_code == 0, refresh.stderr
+    # The same budget, the same pages in the same order: all ten unchanged, answered 304.
+    assert "refresh  10 unchanged pages, 0 changed, 0 new, 0 gone, 0 with another status;" in refresh.stdout
+    assert server.not_modified == 10  # each page answered 304, the home page too (its links came from the database)
+    runs = rows(db, "SELECT id, pass, status, refresh FROM runs")
+    assert [(r["id"], r["pass"], r["status"], r["refresh"]) for r in runs] == [(1, 1, "limit", 0), (2, 2, "limit", 1)]
+
+
+def test_sitemaps_keep_to_their_host_robots_txt_and_the_page_budget(serve: Serve, tmp_path: Path) -> None:
+    other = serve({"/s.xml": Resource(_urlset(["/x.html"]), content_type="application/xml")}, host="127.0.0.2")
+    server = serve({})
+    origin = server.origin
+    children = ["/private/s.xml", "/open/s.xml", "/moved.xml"]
+    site: Site = {
+        "/": Resource(page_html("Home", [])),
+        "/robots.txt": Resource(f"User-agent: *\nDisallow: /private/\nSitemap: {origin}/index.xml\n",
+                                content_type="text/plain"),
+        "/index.xml": Resource(
+            "<sitemapindex>" + "".join(f"<sitemap><loc>{origin}{c}</loc></sitemap>" for c in children)
+            + f"<sitemap><loc>{other.url('/s.xml')}</loc></sitemap></sitemapindex>",
+            content_type="application/xml",
+        ),
+        "/moved.xml": Resource("", status=301, headers={"Location": other.url("/s.xml")}),
+        "/private/s.xml": Resource(fill(_urlset(["/private/p.html"]), origin), content_type="application/xml"),
+        "/open/s.xml": Resource(fill(_urlset([f"/open/p{i}.html" for i in range(20)]), origin),
+                                content_type="application/xml"),
+        **{f"/open/p{i}.html": Resource(page_html(f"Open {i}", [])) for i in range(20)},
+    }  # fmt: skip
+    server.replace_site(site)
+    db = tmp_path / "crawl.db"
+    done = run_cli("crawl", server.url("/"), "--db", str(db), "--quiet")
+    assert done.exit_code == 0, done.stderr
+    asked = sorted(hit.path for hit in server.hits)
+    assert asked == sorted(["/robots.txt", "/", "/index.xml", "/open/s.xml", "/moved.xml", "/sitemap.xml"]
+                           + [f"/open/p{i}.html" for i in range(20)])  # fmt: skip
+    assert other.hits == []  # another host: neither named nor redirected to, it is not read
+    moved = rows(db, "SELECT error_kind, error_message FROM sitemaps WHERE url LIKE '%/moved.xml'")
+    assert moved == [{"error_kind": "sitemap", "error_message": f"redirected to {other.url('/s.xml')}: not followed "
+                      "(another host, or robots.txt)"}]  # fmt: skip
+    assert not rows(db, "SELECT url FROM pages WHERE url LIKE '%.xml'")  # a sitemap is never a page
+
+    # With the page budget spent (by the home page), no sitemap is asked for any more.
+    server.hits.clear()
+    small = tmp_path / "small.db"
+    assert run_cli("crawl", server.url("/"), "--db", str(small), "--max-pages", "1", "--quiet").exit_code == 0
+    assert sorted(hit.path for hit in server.hits) == ["/", "/robots.txt"]
+
+
+def test_a_page_stored_without_a_hash_is_compared_by_size(tmp_path: Path) -> None:
+    # Pages written before hashes were kept (release 0.1.0) have none: the same size is no change.
+    db = tmp_path / "crawl.db"
+    row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
+    store = PageStore(db)
+    store.commit(row, [], [], [])
+    store.close()
+    store = PageStore(db)
+    store.start_run({"backend": "thread", "parser": "lxml", "concurrency": 1, "per_host": 1}, [])
+    store.commit({**row, "content_hash": "ab" * 16}, [], [], [])
+    store.commit({**row, "url": "http://h/b", "final_url": "http://h/b"}, [], [], [])
+    store.flush()
+    store.commit({**row, "url": "http://h/b", "final_url": "http://h/b", "size": 11, "content_hash": "cd" * 16},
+                 [], [], [])  # fmt: skip
+    store.close()
+    assert [(r["url"], r["change"]) for r in rows(db, "SELECT url, change FROM fetches WHERE run_id = 1")] == [
+        ("http://h/", "unchanged"), ("http://h/b", "changed")
+    ]  # fmt: skip

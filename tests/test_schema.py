@@ -42,11 +42,11 @@ def test_crawler_schema_describes_a_table_in_plain_text() -> None:
     assert run.stdout.splitlines() == [
         "links: one row per distinct link found on a successful HTML page, whether or not it was followed.",
         "column    type     meaning",
-        "--------  -------  " + "-" * 94,
+        "--------  -------  " + "-" * 113,
         "from_url  TEXT     the page the link is on (pages.url)",
         "to_url    TEXT     where it points, canonical, so it joins pages.url when the target was crawled",
-        "follow    INTEGER  1 if followed, 0 if rel=nofollow or meta robots said not to; NULL if stored before this "
-        "column",
+        "follow    INTEGER  1 if the page lets it be followed, 0 if rel=nofollow or meta robots say not to; NULL if "
+        "stored before this column",
     ]
     unknown = run_cli("schema", "page")
     assert (unknown.exit_code, unknown.stderr) == (

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import partial
 
 from crawler.config import CrawlConfig
@@ -46,6 +47,21 @@ def conditional(known: Known | None) -> Headers | None:
     if known.last_modified:
         headers["If-Modified-Since"] = known.last_modified
     return headers or None
+
+
+def not_changed_since(lastmod: str | None, fetched_at: str | None) -> bool:
+    """Whether a sitemap's `lastmod` (a W3C date or date-time; a date alone is taken as UTC midnight) says the
+    page has not changed since it was fetched at `fetched_at` (ISO 8601, UTC). False when either is missing or
+    unreadable: then the page is asked for."""
+    if not lastmod or not fetched_at:
+        return False
+    try:
+        modified, fetched = datetime.fromisoformat(lastmod), datetime.fromisoformat(fetched_at)
+    except ValueError:
+        return False
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    return modified < fetched
 
 
 def content_hash(body: bytes) -> str:
@@ -98,6 +114,10 @@ class Engine:
             if request is None:
                 self._idle = True
                 return
+            if request.known is not None and not_changed_since(request.lastmod, request.known.fetched_at):
+                self._frontier.returned(request, now)  # not asked for: the sitemap says it has not changed
+                self._unchanged(request, request.known, FetchResult(request.url), "lastmod")
+                continue
             self._tokens += 1
             self._in_flight[self._tokens] = _InFlight(request, now + self.config.timeout + WATCHDOG_GRACE)
             # The callback runs on the backend's thread: it only hands the result to the main thread.
@@ -126,7 +146,7 @@ class Engine:
         elif result.status in REDIRECT_STATUSES and result.location:
             self._redirected(request, result)
         elif request.known is not None and result.status == NOT_MODIFIED and result.error_kind is None:
-            self._unchanged(request, request.known, result, not_modified=True)
+            self._unchanged(request, request.known, result, "304")
         else:
             self._record(request, result)
 
@@ -165,19 +185,21 @@ class Engine:
             self._record(request, result, final_url=target, found=[Found(target, request.depth, request.hops + 1,
                                                                          chain)])  # fmt: skip
 
-    def _unchanged(self, request: Request, known: Known, result: FetchResult, not_modified: bool) -> None:
-        """Record a page found as an earlier pass left it (a 304, or the same body): its row carries the known
-        size, title and links over, and its stored links are followed again without parsing it."""
+    def _unchanged(self, request: Request, known: Known, result: FetchResult, by: str) -> None:
+        """Record a page found as an earlier pass left it (`by`: a 304, a sitemap's lastmod, or the same body's
+        hash): its row carries the known size, title and links over, and its stored links are followed again
+        without parsing it."""
         row = page_row(request, self.config.backend, known.error_kind, known.error_message, status=known.status,
                        content_type=known.content_type, size=known.size, truncated=known.truncated,
                        title=known.title, link_count=known.link_count, unusable_links=known.unusable_links,
-                       attempts=request.attempt, elapsed_ms=round(result.elapsed_ms, 3),
+                       attempts=0 if by == "lastmod" else request.attempt,
+                       elapsed_ms=None if by == "lastmod" else round(result.elapsed_ms, 3),
                        content_hash=known.content_hash, etag=result.etag or known.etag,
                        last_modified=result.last_modified or known.last_modified,
-                       not_modified=int(not_modified))  # fmt: skip
+                       unchanged_by=by)  # fmt: skip
         follow = self._stored_to_follow(self._frontier.stored_links(request.url), request.depth)
         self.summary.bytes += len(result.body)
-        if not_modified:
+        if by != "hash":
             self.summary.bytes_saved += known.size or 0
         self._complete(Outcome(request, row, None, follow))
 
@@ -215,7 +237,7 @@ class Engine:
         fingerprint = content_hash(result.body) if result.status is not None else None
         known = request.known
         if ok and known is not None and (known.status, known.content_hash) == (result.status, fingerprint):
-            self._unchanged(request, known, result, not_modified=False)  # the same body: no need to parse it
+            self._unchanged(request, known, result, "hash")  # the same body: no need to parse it
             return
         start = time.perf_counter()
         page: Page | None = None

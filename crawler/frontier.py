@@ -31,6 +31,7 @@ class Request:
     attempt: int = 1
     robots: bool = False  # a robots.txt fetch: it goes first and holds the origin's pages until answered
     known: Known | None = None  # on a refresh: the page as an earlier pass found it
+    lastmod: str | None = None  # a sitemap's <lastmod> for it, as written
     sitemap: int | None = None  # a sitemap fetch: how many sitemap indexes led to it (None: not a sitemap)
 
     @property

@@ -101,7 +101,9 @@ class LocalFrontier(Frontier):
             entries = self._store.queued_for(key, state.cursor, want, known=self._refresh)
             for entry in entries:
                 via = tuple(entry.via.split("\n")) if entry.via else ()
-                self._admit(Request(entry.url, entry.origin, entry.depth, entry.hops, via, known=entry.known), now)
+                request = Request(entry.url, entry.origin, entry.depth, entry.hops, via, known=entry.known,
+                                  lastmod=entry.lastmod)  # fmt: skip
+                self._admit(request, now)
             if entries:
                 state.cursor = entries[-1].seq
             room -= len(entries)
@@ -261,14 +263,12 @@ class LocalFrontier(Frontier):
                         self._request_sitemap(url, origin(url), nesting + 1, 0, now)
             if faults:
                 row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)
-            found = [
-                Found(entry.url, SITEMAP_DEPTH)
-                for entry in sitemap.pages
-                if len(entry.url) <= self.config.max_url_length  # as links are
-            ]
-            self._newly_found(self._store.add_found(
-                [_entry(item) for item in found if item.depth <= self.config.depth and self._in_scope(item.url)]
-            ))  # fmt: skip
+            if self.config.depth >= SITEMAP_DEPTH:
+                self._newly_found(self._store.add_found([
+                    FrontierEntry(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
+                    for entry in sitemap.pages
+                    if len(entry.url) <= self.config.max_url_length and self._in_scope(entry.url)  # as links are
+                ]))  # fmt: skip
         self._store.record_sitemap(row)
 
     def stored_links(self, url: str) -> list[tuple[str, bool]]:

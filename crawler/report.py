@@ -184,7 +184,8 @@ def _signed(delta: int) -> str:
 
 
 def refresh_text(changes: Changes, bytes_saved: int) -> str:
-    """The summary's line on a refresh: how the site changed since the pass before, and the bytes a 304 spared."""
+    """The summary's line on a refresh: how the site changed since the pass before, and the bytes it did not
+    download (pages answered 304, or older than their sitemap's lastmod)."""
     parts = [
         counted(changes.unchanged, "unchanged page"),
         f"{len(changes.resized):,} changed",
@@ -192,7 +193,7 @@ def refresh_text(changes: Changes, bytes_saved: int) -> str:
         f"{len(changes.gone):,} gone",
         f"{len(changes.status):,} with another status",
     ]
-    return f"  refresh  {', '.join(parts)}; {human_bytes(bytes_saved)} not downloaded (304 Not Modified)"
+    return f"  refresh  {', '.join(parts)}; {human_bytes(bytes_saved)} not downloaded"
 
 
 CHANGES_SHOWN = 20

@@ -91,6 +91,8 @@ TABLES: tuple[Table, ...] = (
         Column("via", "TEXT", "the redirect chain that led here, one URL a line"),
         Column("state", "TEXT", "`queued` (not written to `pages` yet, including what was in flight), `done`, or "
                "`capped` (skipped: over `--max-pages-per-host`)"),
+        Column("lastmod", "TEXT", "the `<lastmod>` a sitemap gave it, as written: a refresh does not ask for a "
+               "page fetched since"),
     )),
     Table("runs", "one row per `crawler crawl` (a resumed crawl is a new run).", (
         Column("id", "INTEGER, primary key", "run number, in the order the runs started"),
@@ -129,7 +131,8 @@ TABLES: tuple[Table, ...] = (
                "body)"),
         Column("changed", "INTEGER", "pages whose body or status changed since they were fetched before"),
         Column("new", "INTEGER", "pages fetched for the first time"),
-        Column("bytes_saved", "INTEGER", "body bytes that 304 answers spared (the known size of each)"),
+        Column("bytes_saved", "INTEGER", "body bytes a refresh did not download: the known size of each page "
+               "answered 304 or not asked for (`fetches.unchanged_by`)"),
     )),
     Table("crawl", "the crawl the database holds (one row; see [docs/lifecycle.md](docs/lifecycle.md)).", (
         Column("id", "INTEGER, primary key", "always 1: a database holds one crawl"),
@@ -156,8 +159,10 @@ def _history(pages: Table) -> Table:
                  "that run found the page (`crawler changes` compares runs).", (
         *columns,
         Column("change", "TEXT", "`new` (not fetched before), `changed` (another body or status) or `unchanged`"),
-        Column("not_modified", "INTEGER", "1 when a refresh got `304 Not Modified`: no body came, and the size "
-               "and title are the known ones"),
+        Column("unchanged_by", "TEXT", "how a refresh knew the page unchanged: `304` (the server answered "
+               "`304 Not Modified`: no body came, and the size and title are the known ones), `lastmod` (a sitemap's "
+               "`<lastmod>` is older than the last fetch: not asked for), `hash` (the same body came again); NULL "
+               "otherwise"),
     ))  # fmt: skip
 
 

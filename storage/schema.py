@@ -36,7 +36,9 @@ PAGES_COLUMNS: dict[str, type] = {
 FETCHES_COLUMNS: dict[str, type] = {
     **PAGES_COLUMNS,
     "change": str,  # new, changed or unchanged
-    "not_modified": int,  # 1 when the server answered 304 to a refresh: no body came, the size is the known one
+    # How a refresh knew the page unchanged without its body: `304` (the server said so) or `lastmod` (a sitemap's
+    # lastmod is older than the last fetch: not asked for); `hash` (the same body came again); NULL otherwise.
+    "unchanged_by": str,
 }
 NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
 LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str, "follow": int}
@@ -58,6 +60,7 @@ FRONTIER_COLUMNS: dict[str, type] = {
     "hops": int,  # redirects followed to reach this URL
     "via": str,  # the redirect chain that led here, one URL a line
     "state": str,  # queued (not yet in pages, including what is in flight), done, or capped (--max-pages-per-host)
+    "lastmod": str,  # the <lastmod> a sitemap gave it, while it is queued: a refresh may then not ask for it
 }
 RUNS_COLUMNS: dict[str, type] = {
     "id": int,
@@ -89,7 +92,7 @@ RUNS_COLUMNS: dict[str, type] = {
     "unchanged": int,  # of its fetches, the pages found unchanged (304, or the same body)
     "changed": int,
     "new": int,
-    "bytes_saved": int,  # body bytes a 304 spared (the size known of each unchanged page it answered)
+    "bytes_saved": int,  # body bytes a refresh did not download (the known size of each page a 304 or lastmod spared)
 }
 # The crawl this database holds: one row (id 1), written when a crawl starts, replaced when a new one does.
 CRAWL_COLUMNS: dict[str, type] = {
@@ -156,6 +159,7 @@ def create_schema(db: sqlite_utils.Database) -> None:
     db.table("frontier").create(
         FRONTIER_COLUMNS, pk="seq", not_null={"url", "origin", "depth", "hops", "state"}, if_not_exists=True
     )
+    _add_missing(db.table("frontier"), FRONTIER_COLUMNS)
     db.table("frontier").create_index(["url"], unique=True, if_not_exists=True)
     db.table("frontier").create_index(["state", "seq"], if_not_exists=True)
     # The window is refilled origin by origin (what can start now), in crawl order within each.

@@ -56,6 +56,7 @@ class Known:
     last_modified: str | None
     error_kind: str | None  # a page the parser choked on stays so
     error_message: str | None
+    fetched_at: str | None  # when it was last fetched: a sitemap's older lastmod says it has not changed since
 
 
 _KNOWN_COLUMNS = ", ".join(f"p.{name}" for name in Known.__slots__)
@@ -72,6 +73,7 @@ class FrontierEntry:
     via: str | None = None
     seq: int = 0  # assigned by the database
     known: Known | None = None  # loaded for a refresh, when the page was fetched before
+    lastmod: str | None = None  # a sitemap's <lastmod> for it
 
 
 def _now() -> str:
@@ -125,7 +127,7 @@ class _Page:
     links: list[tuple[str, bool]] | None  # (target, followed); None: the page is unchanged, its links are kept
     found: list[FrontierEntry]
     redirected_from: list[str]  # pages of a redirect chain that ended at this one
-    not_modified: int | None  # for `fetches` alone: 1 when a refresh got a 304
+    unchanged_by: str | None  # for `fetches` alone: 304, lastmod, hash, or None
 
 
 class PageStore:
@@ -277,7 +279,7 @@ class PageStore:
         at it. They are written together, in the same transaction. Returns what `flush` returns if the batch
         was written now, else nothing."""
         page_row = {**row, "run_id": self.run_id}
-        self._pages.append(_Page(page_row, links, found, redirected_from, page_row.pop("not_modified", None)))
+        self._pages.append(_Page(page_row, links, found, redirected_from, page_row.pop("unchanged_by", None)))
         if len(self._pages) >= self._batch_size:
             return self.flush()
         return set()
@@ -336,11 +338,15 @@ class PageStore:
                 if found:
                     before = conn.total_changes
                     conn.executemany(
-                        "INSERT OR IGNORE INTO frontier (url, origin, depth, hops, via, state) "
-                        f"VALUES (?, ?, ?, ?, ?, '{QUEUED}')",
-                        [(e.url, e.origin, e.depth, e.hops, e.via) for e in found],
+                        "INSERT OR IGNORE INTO frontier (url, origin, depth, hops, via, state, lastmod) "
+                        f"VALUES (?, ?, ?, ?, ?, '{QUEUED}', ?)",
+                        [(e.url, e.origin, e.depth, e.hops, e.via, e.lastmod) for e in found],
                     )
                     self.queued += conn.total_changes - before
+                    conn.executemany(  # a URL queued already: a sitemap's lastmod for it still counts
+                        f"UPDATE frontier SET lastmod = ? WHERE url = ? AND state = '{QUEUED}'",
+                        [(e.lastmod, e.url) for e in found if e.lastmod is not None],
+                    )
                     origins = {entry.origin for entry in found}
                 for page in self._pages:
                     if page.redirected_from:
@@ -388,7 +394,7 @@ class PageStore:
                 same = status == row.get("status") and not differs(size, row.get("size"), content_hash,
                                                                      row.get("content_hash"))  # fmt: skip
                 change = UNCHANGED if same else CHANGED
-            rows.append({**row, "change": change, "not_modified": page.not_modified})
+            rows.append({**row, "change": change, "unchanged_by": page.unchanged_by})
         self.db.table("fetches").insert_all(rows, pk=("run_id", "url"), replace=True, columns=FETCHES_COLUMNS)
 
     def links_of(self, url: str) -> list[tuple[str, bool]]:
@@ -411,13 +417,13 @@ class PageStore:
                                    [origin, after, limit])  # fmt: skip
             return [FrontierEntry(*row) for row in rows]
         rows = self.db.execute(
-            f"SELECT f.url, f.origin, f.depth, f.hops, f.via, f.seq, p.url, {_KNOWN_COLUMNS} "
+            f"SELECT f.url, f.origin, f.depth, f.hops, f.via, f.seq, f.lastmod, p.url, {_KNOWN_COLUMNS} "
             f"FROM frontier f LEFT JOIN pages p ON p.url = f.url {where}",
             [origin, after, limit],
         )
         return [
-            FrontierEntry(url, key, depth, hops, via, seq, Known(*rest) if page is not None else None)
-            for url, key, depth, hops, via, seq, page, *rest in rows
+            FrontierEntry(url, key, depth, hops, via, seq, Known(*rest) if page is not None else None, lastmod)
+            for url, key, depth, hops, via, seq, lastmod, page, *rest in rows
         ]
 
     def done_by_origin(self) -> dict[str, int]:
@@ -502,10 +508,12 @@ class PageStore:
 
     def _finish(self, run_id: int, fields: dict[str, Any]) -> None:
         pages, errors, size, fetch_ms, fetches, unchanged, changed, new, saved = self.db.execute(
-            "SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN not_modified THEN 0 ELSE size END), 0), "
+            "SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') "
+            "THEN 0 ELSE size END), 0), "
             "coalesce(sum(elapsed_ms), 0), count(elapsed_ms), "
             f"count(CASE change WHEN '{UNCHANGED}' THEN 1 END), count(CASE change WHEN '{CHANGED}' THEN 1 END), "
-            f"count(CASE change WHEN '{NEW}' THEN 1 END), coalesce(sum(CASE WHEN not_modified THEN size END), 0) "
+            f"count(CASE change WHEN '{NEW}' THEN 1 END), "
+            "coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') THEN size END), 0) "
             "FROM fetches WHERE run_id = ?",
             [run_id],
         ).fetchone()

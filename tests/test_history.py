@@ -127,12 +127,12 @@ def test_refresh_asks_only_for_changes_and_changes_lists_them(
     latest = {row["url"]: row for row in rows(db)}
     assert latest[url("/p4.html")]["size"] == size and latest[url("/p3.html")]["status"] == 404
     assert latest[url("/removed.html")]["run_id"] == 1  # not reached again: its last state stays
-    history = rows(db, "SELECT run_id, change, not_modified, count(*) AS n FROM fetches GROUP BY 1, 2, 3 ORDER BY 1, 2")
-    assert [(r["run_id"], r["change"], r["not_modified"], r["n"]) for r in history] == [
+    history = rows(db, "SELECT run_id, change, unchanged_by, count(*) AS n FROM fetches GROUP BY 1, 2, 3 ORDER BY 1, 2")
+    assert [(r["run_id"], r["change"], r["unchanged_by"], r["n"]) for r in history] == [
         (1, "new", None, PAGES + 2),
         (2, "changed", None, 4),  # /, p1, p2, and p3 (another status)
         (2, "new", None, 1),
-        (2, "unchanged", 1 if validators else 0, unchanged),  # 0: the same body came again
+        (2, "unchanged", "304" if validators else "hash", unchanged),
     ]
     run = rows(db, "SELECT * FROM runs WHERE id = 2")[0]
     assert (run["pass"], run["refresh"], run["unchanged"], run["changed"], run["new"]) == (2, 1, unchanged, 4, 1)
@@ -215,7 +215,7 @@ def test_a_database_of_release_0_1_0_is_migrated_whole(tmp_path: Path) -> None:
         pages_columns = len(pages[0])  # the columns added since come after the old ones
         assert [row[:pages_columns] for row in new.execute("SELECT * FROM pages ORDER BY url")] == pages
         assert new.execute("SELECT from_url, to_url FROM links ORDER BY 1, 2").fetchall() == links
-        assert new.execute("SELECT * FROM frontier ORDER BY seq").fetchall() == frontier
+        assert [row[: len(frontier[0])] for row in new.execute("SELECT * FROM frontier ORDER BY seq")] == frontier
         assert [row[: len(runs[0])] for row in new.execute("SELECT * FROM runs ORDER BY id")] == runs
         # Its pages are its first history, each in the run that fetched it; the resume continued the first pass.
         assert new.execute("SELECT run_id, count(*) FROM fetches GROUP BY 1").fetchall() == [(1, 20), (2, 17)]
@@ -348,3 +348,33 @@ def test_a_page_stored_without_a_hash_is_compared_by_size(tmp_path: Path) -> Non
     assert [(r["url"], r["change"]) for r in rows(db, "SELECT url, change FROM fetches WHERE run_id = 1")] == [
         ("http://h/", "unchanged"), ("http://h/b", "changed")
     ]  # fmt: skip
+
+
+def test_a_sitemaps_lastmod_spares_the_request_for_a_page_fetched_since(
+    backend: str, serve: Serve, tmp_path: Path
+) -> None:
+    server = serve({}, validators=False)  # no 304s here: what is not asked for is the sitemap's doing
+    origin = server.origin
+    entries = [("/old.html", "2000-01-01"), ("/fresh.html", "2999-01-01T00:00:00+00:00"), ("/bad.html", "soon")]
+    listed = "".join(f"<url><loc>{origin}{path}</loc><lastmod>{when}</lastmod></url>" for path, when in entries)
+    site: Site = {
+        "/": Resource(page_html("Home", [])),  # the sitemap alone lists the others
+        "/sitemap.xml": Resource(f"<urlset>{listed}</urlset>", content_type="application/xml"),
+        **{path: Resource(page_html(path, [], 2_000)) for path, _ in entries},
+    }
+    server.replace_site(site)
+    db = tmp_path / "crawl.db"
+    assert run_cli("crawl", server.url("/"), "--db", str(db), "--backend", backend, "--quiet").exit_code == 0
+    server.hits.clear()
+    refresh = run_cli("crawl", "--refresh", "--db", str(db), "--backend", backend, "--quiet")
+    assert refresh.exit_code == 0, refresh.stderr
+    # Not modified since 2000: not asked for. A lastmod in the future, or unreadable, is asked.
+    assert sorted(hit.path for hit in server.hits) == ["/", "/bad.html", "/fresh.html", "/robots.txt", "/sitemap.xml"]
+    fetched = {r["url"].removeprefix(origin): r for r in rows(db, "SELECT * FROM fetches WHERE run_id = 2")}
+    old = fetched["/old.html"]
+    assert (old["change"], old["unchanged_by"], old["attempts"], old["elapsed_ms"], old["status"]) == (
+        "unchanged", "lastmod", 0, None, 200
+    )  # fmt: skip
+    assert old["size"] == len(page_html("/old.html", [], 2_000))
+    assert [fetched[p]["unchanged_by"] for p in ("/", "/fresh.html", "/bad.html")] == ["hash", "hash", "hash"]
+    assert rows(db, "SELECT bytes_saved FROM runs WHERE id = 2") == [{"bytes_saved": old["size"]}]

@@ -72,7 +72,7 @@ def _row(fetch: Fetch, backend: str, started: datetime) -> dict[str, object]:
     parts = urlsplit(fetch.url)
     request = Request(fetch.url, f"{parts.scheme}://{parts.netloc}", 0 if parts.path == "/" else 1)
     body = fetch.body.encode().ljust(fetch.size or 0, b" ")
-    extra = {"not_modified": 1} if fetch.not_modified else {}
+    extra = {"unchanged_by": "304"} if fetch.not_modified else {}
     return page_row(request, backend, fetch.error_kind, f"{fetch.error_kind} failed" if fetch.error_kind else None,
                     status=fetch.status, content_type="text/html" if fetch.status is not None else None,
                     size=fetch.size, truncated=0, title=fetch.body, link_count=0, unusable_links=0, attempts=1,

@@ -235,7 +235,9 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
                                  max_size=config.max_size)  # fmt: skip
         meter = ResourceMeter()
         overrides = {name: now for name, (_, now) in job.overrides.items()}
-        run_id = store.start_run(config.settings(), request.seeds, overrides, new_pass=not job.resumed,
+        # A refresh starts from every seed of the crawl, named or not; a resume records those it was given.
+        given = job.seeds if job.refresh and not job.resumed else request.seeds
+        run_id = store.start_run(config.settings(), given, overrides, new_pass=not job.resumed,
                                  refresh=job.refresh)  # fmt: skip
         started = time.perf_counter()
 

@@ -104,7 +104,8 @@ TABLES: tuple[Table, ...] = (
         Column("parser", "TEXT", "the HTML parser"),
         Column("concurrency", "INTEGER", "requests in flight at most"),
         Column("per_host", "INTEGER", "requests in flight per host at most"),
-        Column("seeds", "TEXT", "JSON: the seed URLs given (on resume: only new ones)"),
+        Column("seeds", "TEXT", "JSON: the seed URLs given (on resume: only new ones; a refresh: all of the "
+               "crawl's)"),
         Column("settings", "TEXT", "JSON: every setting it crawled with"),
         Column("pages", "INTEGER", "rows it wrote"),
         Column("retries", "INTEGER", "requests made again after a timeout, connection error, 429 or 5xx"),

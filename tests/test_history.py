@@ -136,6 +136,7 @@ def test_refresh_asks_only_for_changes_and_changes_lists_them(
     ]
     run = rows(db, "SELECT * FROM runs WHERE id = 2")[0]
     assert (run["pass"], run["refresh"], run["unchanged"], run["changed"], run["new"]) == (2, 1, unchanged, 4, 1)
+    assert json.loads(run["seeds"]) == [url("/")]  # the crawl's seeds, which the refresh started from
     assert run["bytes_saved"] == saved
     # The unchanged pages' links were followed again from the database: the site was crawled whole.
     assert len(rows(db, "SELECT * FROM fetches WHERE run_id = 2")) == 1 + PAGES + 1  # home, p1-p38, new

@@ -234,7 +234,12 @@ class Engine:
                 error_message: str | None = None, final_url: str | None = None,
                 found: list[Found] | None = None) -> None:  # fmt: skip
         ok = result.status is not None and 200 <= result.status < 300 and result.error_kind is None
-        fingerprint = content_hash(result.body) if result.status is not None else None
+        fingerprint = None
+        if result.status is not None:  # a redirect is its target as much as its body
+            target = result.location if result.status in REDIRECT_STATUSES else None
+            fingerprint = content_hash(
+                result.body + (b"\n" + target.encode("utf-8", "surrogateescape") if target else b"")
+            )
         known = request.known
         if ok and known is not None and (known.status, known.content_hash) == (result.status, fingerprint):
             self._unchanged(request, known, result, "hash")  # the same body: no need to parse it

@@ -58,8 +58,8 @@ TABLES: tuple[Table, ...] = (
                "`invalid-url`, `decoding`, `parse` (the parser choked on it) or `error`"),
         Column("error_message", "TEXT", "what went wrong, e.g. `HTTP 404 Not Found`"),
         Column("run_id", "INTEGER", "the run (`runs.id`) that fetched it last"),
-        Column("content_hash", "TEXT", "SHA-1 of the body, in hex: how a refresh tells an unchanged page "
-               "when the server sends no validators; NULL without a response"),
+        Column("content_hash", "TEXT", "SHA-1 of the body (and a redirect's `Location`), in hex: how a refresh "
+               "tells an unchanged page when the server sends no validators; NULL without a response"),
         Column("etag", "TEXT", "the `ETag` header as sent: a refresh asks `If-None-Match` with it"),
         Column("last_modified", "TEXT", "the `Last-Modified` header as sent: a refresh asks `If-Modified-Since` "
                "with it"),

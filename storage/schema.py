@@ -28,7 +28,7 @@ PAGES_COLUMNS: dict[str, type] = {
     "error_kind": str,  # NULL on success; http, timeout, dns, refused, robots, redirects, ...
     "error_message": str,
     "run_id": int,  # the run that fetched it (runs.id)
-    "content_hash": str,  # SHA-1 of the body, hex: a refresh tells an unchanged page by it
+    "content_hash": str,  # SHA-1 of the body (and a redirect's Location), hex: how a refresh tells an unchanged page
     "etag": str,  # the validators the server sent, for a refresh's conditional request
     "last_modified": str,
 }

@@ -379,3 +379,23 @@ def test_a_sitemaps_lastmod_spares_the_request_for_a_page_fetched_since(
     assert old["size"] == len(page_html("/old.html", [], 2_000))
     assert [fetched[p]["unchanged_by"] for p in ("/", "/fresh.html", "/bad.html")] == ["hash", "hash", "hash"]
     assert rows(db, "SELECT bytes_saved FROM runs WHERE id = 2") == [{"bytes_saved": old["size"]}]
+
+
+def test_a_redirect_to_somewhere_else_is_a_change(backend: str, serve: Serve, tmp_path: Path) -> None:
+    def site(target: str) -> Site:
+        return {
+            "/": Resource(page_html("Home", ["/moved"])),
+            "/moved": Resource("", status=301, headers={"Location": target}),
+            "/a.html": Resource(page_html("A", [])),
+            "/b.html": Resource(page_html("B", [])),
+        }
+
+    server = serve(site("/a.html"))
+    db = tmp_path / "crawl.db"
+    assert run_cli("crawl", server.url("/"), "--db", str(db), "--backend", backend, "--quiet").exit_code == 0
+    server.replace_site(site("/b.html"))
+    assert run_cli("crawl", "--refresh", "--db", str(db), "--backend", backend, "--quiet").exit_code == 0
+    # The same empty body, another Location: changed (and its new target is new, the old one gone).
+    assert [(c["change"], c["url"].removeprefix(server.origin)) for c in _changes(db)] == [
+        ("new", "/b.html"), ("gone", "/a.html"), ("changed", "/moved")
+    ]  # fmt: skip

@@ -9,7 +9,7 @@ import os
 import shlex
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
@@ -61,6 +61,7 @@ from storage import (
     broken_links,
     changes,
     check_filter,
+    fetched_any,
     last_two_passes,
     latest_run_ids,
     latest_run_of_another_pass,
@@ -529,7 +530,7 @@ def compare(
 ) -> None:
     """Runs side by side: pages/s and each one's ratio to the best, latency, CPU, memory, and what held it back."""
     with _open(db) as database:
-        rows = _runs(database, run_ids or latest_run_ids(database))
+        rows = _runs(database, list(dict.fromkeys(run_ids)) if run_ids else latest_run_ids(database))  # each once
     if not rows:
         fail(f"no run with pages in {db}: crawl first (e.g. with --backend thread, then --backend asyncio)")
     if as_json:
@@ -589,15 +590,31 @@ def broken(
     as_csv: Annotated[bool, typer.Option("--csv", help="Output CSV, a row per (broken URL, linking page).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array, an object per row.")] = False,
     as_lines: Annotated[bool, typer.Option("--nl", help="Output JSON Lines, an object a line.")] = False,
+    fail_on_broken: Annotated[
+        bool, typer.Option("--fail", help="Exit with status 1 if there is a broken link (for CI jobs).")
+    ] = False,
 ) -> None:
     """Links that lead to a 4xx/5xx page or a failed fetch, with the pages that link to them."""
     writer = _machine_format(as_csv, as_json, as_lines)
+    found = 0
+
+    def counting(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:  # streamed: any number of rows
+        nonlocal found
+        for row in rows:
+            found += 1
+            yield row
+
     with _open(db) as database:
-        rows = broken_links(database, host)
+        fetched = fetched_any(database)  # links come from pages that answered: none, and nothing could be checked
         if writer is not None:
-            writer(sys.stdout, BROKEN_COLUMNS, rows)
+            writer(sys.stdout, BROKEN_COLUMNS, counting(broken_links(database, host)))
+        elif not fetched:
+            typer.echo("Nothing was fetched (no request got a response), so no link could be checked: see "
+                       "`crawler stats`.")  # fmt: skip
         else:
-            typer.echo(broken_text(rows))
+            typer.echo(broken_text(counting(broken_links(database, host))))
+    if fail_on_broken and (found or not fetched):
+        raise typer.Exit(1)
 
 
 class ExportFormat(StrEnum):
@@ -763,14 +780,20 @@ def schema_command(
 def top_command(
     n: Annotated[int, typer.Option("-n", "--limit", min=1, help="How many pages to list.")] = 10,
     db: DbOption = Path(DEFAULT_DB),
+    host: HostFilter = None,
 ) -> None:
     """The largest pages, largest first."""
     with _open(db) as database:
-        rows = top(database, n)
+        if host is not None:
+            try:
+                check_filter(database, PageFilter(host=host))
+            except StorageError as exc:
+                fail(str(exc))
+        rows = top(database, n, host)
     typer.echo(
         table(
             ["size", "status", "url", "title"],
-            [(f"{row['size']:,}", row["status"], row["url"], (row["title"] or "")[:60]) for row in rows],
+            [(human_bytes(row["size"]), row["status"], row["url"], (row["title"] or "")[:60]) for row in rows],
         )
     )
 

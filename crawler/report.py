@@ -35,6 +35,25 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True, missingval="")
 
 
+# Errors that mean no server was reached, each named as a person would say it (singular, plural).
+NETWORK_FAILURES = {
+    "dns": ("DNS failure", "DNS failures"),
+    "refused": ("connection refused", "connections refused"),
+    "timeout": ("timeout", "timeouts"),
+    "connection": ("connection error", "connection errors"),
+}
+
+
+def offline_text(summary: CrawlSummary) -> str | None:
+    """When every page failed for want of a network (`nothing could be fetched: 4 DNS failures. Offline?`),
+    the line that says so; else None."""
+    kinds = summary.errors_by_kind
+    if not summary.pages or summary.errors != summary.pages or not set(kinds) <= NETWORK_FAILURES.keys():
+        return None
+    named = ", ".join(counted(count, *NETWORK_FAILURES[kind]) for kind, count in kinds.most_common())
+    return f"Nothing could be fetched: {named}. Offline, or are the sites down?"
+
+
 def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
     """The one-screen summary printed when a crawl ends."""
     kinds = ", ".join(f"{kind} {count:,}" for kind, count in summary.errors_by_kind.most_common())
@@ -55,6 +74,8 @@ def summary_text(summary: CrawlSummary, seeds: int, db_path: str) -> str:
         lines.append(f"  queued   {counted(summary.queued, 'URL')} not crawled yet")
     if summary.capped:
         lines.append(f"  capped   {counted(summary.capped, 'URL')} not fetched: over --max-pages-per-host")
+    if (offline := offline_text(summary)) is not None:
+        lines.append(offline)
     return "\n".join(lines)
 
 

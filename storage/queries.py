@@ -289,14 +289,20 @@ def table_rows(db: sqlite_utils.Database, name: str) -> tuple[list[str], Iterato
 TOP_COLUMNS = ["url", "size", "status", "content_type", "title"]
 
 
-def top(db: sqlite_utils.Database, limit: int) -> list[dict[str, Any]]:
-    """The `limit` largest pages, largest first."""
+def top(db: sqlite_utils.Database, limit: int, host: str | None = None) -> list[dict[str, Any]]:
+    """The `limit` largest pages (of `host`, if given), largest first."""
+    where = "size IS NOT NULL" + (" AND host = ?" if host is not None else "")
     return list(
         db.query(
-            f"SELECT {', '.join(TOP_COLUMNS)} FROM pages WHERE size IS NOT NULL ORDER BY size DESC, url LIMIT ?",
-            [limit],
+            f"SELECT {', '.join(TOP_COLUMNS)} FROM pages WHERE {where} ORDER BY size DESC, url LIMIT ?",
+            [*([host] if host is not None else []), limit],
         )
     )
+
+
+def fetched_any(db: sqlite_utils.Database) -> bool:
+    """Whether any request of the crawl got a response (a crawl offline got none)."""
+    return db.execute("SELECT 1 FROM pages WHERE status IS NOT NULL LIMIT 1").fetchone() is not None
 
 
 # PRAGMAs that take an argument and only read: any other PRAGMA with a value sets something.

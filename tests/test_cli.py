@@ -232,8 +232,15 @@ def test_top_lists_the_largest_pages_first(crawled: Path, site: SiteServer) -> N
     run = run_cli("top", "-n", "2", "--db", str(crawled))
     assert run.exit_code == 0, run.stderr
     body = run.stdout.splitlines()[2:]
-    assert [line.split()[2] for line in body] == [site.url("/docs/ref/intro.html"), site.url("/files/report.pdf")]
+    assert [line.split()[3] for line in body] == [site.url("/docs/ref/intro.html"), site.url("/files/report.pdf")]
     assert body[0].split()[-1] == "Intro"
+    sizes = {row["url"]: row["size"] for row in rows(crawled)}
+    assert body[0].split()[:2] == human_bytes(sizes[site.url("/docs/ref/intro.html")]).split()  # as a person reads it
+    # --host keeps one host's pages; a host the crawl never saw is an error.
+    mine = run_cli("top", "--host", "127.0.0.1", "-n", "1", "--db", str(crawled))
+    assert mine.stdout.splitlines()[2].split()[3] == site.url("/docs/ref/intro.html")
+    other = run_cli("top", "--host", "example.org", "--db", str(crawled))
+    assert (other.exit_code, other.stderr) == (2, "Error: no pages from host 'example.org' in this database\n")
 
 
 def test_query_prints_an_aligned_table(crawled: Path, site: SiteServer) -> None:

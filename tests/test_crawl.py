@@ -283,6 +283,12 @@ def test_refused_connection_is_a_row_and_the_crawl_exits_0(backend: str, tmp_pat
     assert (row["status"], row["size"], row["error_kind"], row["attempts"]) == (None, None, "refused", 0)
     assert row["error_message"].startswith("robots.txt unreachable (refused)")
     assert "errors   1  (refused 1)" in run.stdout
+    # It says so plainly; `broken` does not claim every link is fine, and with --fail it fails.
+    assert "Nothing could be fetched: 1 connection refused. Offline, or are the sites down?" in run.stdout
+    checked = run_cli("broken", "--db", str(db), "--fail")
+    assert (checked.exit_code, checked.stdout) == (
+        1, "Nothing was fetched (no request got a response), so no link could be checked: see `crawler stats`.\n"
+    )  # fmt: skip
 
     ignoring = tmp_path / "ignoring.db"
     run = run_cli("crawl", url, "--backend", backend, "--db", str(ignoring), "--ignore-robots", *FAST_RETRIES)

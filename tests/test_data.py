@@ -62,6 +62,9 @@ def test_compare_lays_the_latest_run_of_each_backend_side_by_side(every_backend:
     text = run_cli("compare", "--db", str(every_backend)).stdout
     lines = [" ".join(line.split()) for line in text.splitlines()]
     assert lines[0] == "run 1 2 3 4"
+    # A run named twice is one column.
+    twice = run_cli("compare", "2", "2", "3", "--db", str(every_backend)).stdout
+    assert " ".join(twice.splitlines()[0].split()) == "run 2 3"
     assert f"backend {' '.join(BACKENDS)}" in lines
     assert "pages 14 14 14 14" in lines
     fastest = max(recorded, key=lambda row: row["pages_per_second"])
@@ -138,6 +141,8 @@ def test_broken_lists_failed_targets_with_the_pages_linking_to_them(serve: Serve
     assert crawled.exit_code == 0, crawled.stderr
     as_csv = run_cli("broken", "--csv", "--db", str(db))
     assert as_csv.exit_code == 0, as_csv.stderr
+    failing = run_cli("broken", "--csv", "--fail", "--db", str(db))  # the same rows; the status says there are some
+    assert (failing.exit_code, failing.stdout) == (1, as_csv.stdout)
     url = server.url
     # Robots-disallowed pages are not broken; a redirect is judged by where it ended.
     assert list(csv.reader(io.StringIO(as_csv.stdout))) == [
@@ -171,7 +176,7 @@ def test_broken_says_when_there_is_nothing_broken(serve: Serve, tmp_path: Path) 
     server = serve({"/": Resource(page_html("Home", ["/a.html"])), "/a.html": Resource(page_html("A", []))})
     db = tmp_path / "crawl.db"
     assert run_cli("crawl", server.url("/"), "--db", str(db)).exit_code == 0
-    run = run_cli("broken", "--db", str(db))
+    run = run_cli("broken", "--db", str(db), "--fail")
     assert (run.exit_code, run.stdout.strip()) == (
         0,
         "No broken links: every link followed led to a page that answered.",

@@ -48,8 +48,13 @@ def offline_text(summary: CrawlSummary) -> str | None:
     """When every page failed for want of a network (`nothing could be fetched: 4 DNS failures. Offline?`),
     the line that says so; else None."""
     kinds = summary.errors_by_kind
-    if not summary.pages or summary.errors != summary.pages or not set(kinds) <= NETWORK_FAILURES.keys():
-        return None
+    if (
+        not summary.pages
+        or summary.errors != summary.pages
+        or summary.bytes
+        or not set(kinds) <= NETWORK_FAILURES.keys()
+    ):
+        return None  # something came back: a server was reached
     named = ", ".join(counted(count, *NETWORK_FAILURES[kind]) for kind, count in kinds.most_common())
     return f"Nothing could be fetched: {named}. Offline, or are the sites down?"
 

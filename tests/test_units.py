@@ -371,6 +371,11 @@ def test_counts_and_their_nouns_agree() -> None:
         "  retries  2,000",
     ]
     assert summary_text(many, 2, "c.db").startswith("Crawled 1,359 pages from 2 seeds ")
+    # Every page failed and no byte came back: it says so, in words (no line when a body had begun to arrive).
+    offline = CrawlSummary(backend="thread", pages=5, errors=5, errors_by_kind=Counter({"dns": 4, "timeout": 1}))
+    assert summary_text(offline, 1, "c.db").splitlines()[-1] == (
+        "Nothing could be fetched: 4 DNS failures, 1 timeout. Offline, or are the sites down?"
+    )
 
 
 class _Terminal(io.StringIO):

@@ -114,9 +114,10 @@ class Engine:
             if request is None:
                 self._idle = True
                 return
-            if request.known is not None and not_changed_since(request.lastmod, request.known.fetched_at):
+            known = request.known
+            if known is not None and known.status is not None and not_changed_since(request.lastmod, known.fetched_at):
                 self._frontier.returned(request, now)  # not asked for: the sitemap says it has not changed
-                self._unchanged(request, request.known, FetchResult(request.url), "lastmod")
+                self._unchanged(request, known, FetchResult(request.url), "lastmod")
                 continue
             self._tokens += 1
             self._in_flight[self._tokens] = _InFlight(request, now + self.config.timeout + WATCHDOG_GRACE)

@@ -22,7 +22,9 @@ LEGACY_DB = Path(__file__).parent / "data" / "crawl-0.1.0.db"
 
 
 def _urlset(paths: list[str]) -> str:
-    urls = "".join(f"<url><loc>{ORIGIN}{path}</loc><lastmod>2026-11-01</lastmod></url>" for path in paths)
+    # No <lastmod>: one older than the last fetch would spare the request (tested on its own below), and whether
+    # it comes in time for a page depends on the race between the sitemap and the links.
+    urls = "".join(f"<url><loc>{ORIGIN}{path}</loc></url>" for path in paths)
     return f'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
 
 

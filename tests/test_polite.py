@@ -98,9 +98,11 @@ def test_per_host_limit_and_a_slow_host_does_not_stall_the_others(serve: Serve, 
 
 def test_delay_spaces_the_requests_to_a_host(serve: Serve, backend: str, tmp_path: Path) -> None:
     server = serve(pages("/a.html", "/b.html", "/c.html"))
-    crawl(backend, tmp_path / "a.db", server.url("/"), "--delay", "0.25", "--per-host", "4")
+    # Without the sitemap request: each request's arrival carries the backend's dispatch jitter (up to 0.1 s seen
+    # on the process backend under CI load), and every extra gap is one more chance to see it.
+    crawl(backend, tmp_path / "a.db", server.url("/"), "--delay", "0.25", "--per-host", "4", "--no-sitemaps")
     assert len(pages_by_url(tmp_path / "a.db")) == 4
-    assert len(hit_times(server)) == 6  # robots.txt and sitemap.xml too
+    assert len(hit_times(server)) == 5  # robots.txt too
     assert min(gaps(hit_times(server))) >= 0.25 - SLACK
 
 

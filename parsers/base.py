@@ -91,7 +91,7 @@ def absolute_link(base: str, href: str) -> str | None:
 
 def http_url(serialised: str) -> str | None:
     """A WHATWG URL serialisation without its fragment (in it, the first `#` starts the fragment: others are
-    escaped), or None when it is not http(s): the crawler's canonical form, for the parsers and crawler.urls."""
+    escaped), or None when it is not http(s): the crawler's canonical form, for the parsers and crawler.engine.urls."""
     return serialised.partition("#")[0] if serialised.startswith(_PREFIXES) else None
 
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from crawler.cli import app
-from crawler.sitegen import NETLOC, ORIGIN, PORT, Resource, Site
-from crawler.siteserver import SiteServer, serve_in_thread
+from crawler.commands.cli import app
+from crawler.site.generate import NETLOC, ORIGIN, PORT, Resource, Site
+from crawler.site.server import SiteServer, serve_in_thread
 from fetchers import BACKENDS
 
 # The tests signal the processes they start as a terminal would (Ctrl-C, a hang-up). Run as a background job of

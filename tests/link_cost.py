@@ -6,7 +6,7 @@ URL work alone.
 
     python -m tests.link_cost [--pages 2000] [--rounds 5]
 
-It uses only `parsers.base.build_page` and `crawler.urls.canonical`, so it runs unchanged on older commits (check
+It uses only `parsers.base.build_page` and `crawler.engine.urls.canonical`, so it runs unchanged on older commits (check
 one out in a worktree and run it there to compare: docs/performance.md)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from bs4 import BeautifulSoup
 
 from crawler import urls
-from crawler.sitegen import fill, generate_site
+from crawler.site.generate import fill, generate_site
 from parsers.base import build_page
 
 ORIGIN = "http://127.0.0.1:8000"

@@ -11,7 +11,7 @@ import argparse
 import sys
 import time
 
-from crawler.sitegen import PROFILES, generate_site
+from crawler.site.generate import PROFILES, generate_site
 from parsers import PARSERS, get_parser
 
 ORIGIN = "http://127.0.0.1:8000"

@@ -18,10 +18,10 @@ import psutil
 import pytest
 import sqlite_utils
 
-from crawler.bench import check
-from crawler.extras import install_hint
-from crawler.sitegen import generate_site
-from crawler.siteserver import SiteOptions, serve_in_subprocess
+from crawler.bench.measure import check
+from crawler.site.generate import generate_site
+from crawler.site.server import SiteOptions, serve_in_subprocess
+from crawler.words import install_hint
 from parsers import PARSERS, get_parser
 from storage import PageStore
 from tests.conftest import run_cli, wait_for

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from crawler.cli import app
-from crawler.report import human_bytes
-from crawler.sitegen import page_path
-from crawler.siteserver import SiteServer
+from crawler.commands.cli import app
+from crawler.site.generate import page_path
+from crawler.site.server import SiteServer
+from crawler.words import human_bytes
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli, run_line
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.sitegen import generate_site
-from crawler.siteserver import NOT_FOUND, SiteServer, serve_in_thread
+from crawler.site.generate import generate_site
+from crawler.site.server import NOT_FOUND, SiteServer, serve_in_thread
 from fetchers import BACKENDS
 from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli
 

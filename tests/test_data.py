@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from crawler.cli import ExportTable
-from crawler.compare import diagnose
-from crawler.sitegen import Resource
-from crawler.siteserver import SiteServer
+from crawler.commands.cli import ExportTable
+from crawler.site.generate import Resource
+from crawler.site.server import SiteServer
+from crawler.views.compare import diagnose
 from fetchers import BACKENDS
 from storage import EXPORT_TABLES, PageStore
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, rows, run_cli

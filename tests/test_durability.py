@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 
-from crawler.sitegen import ORIGIN, Resource, Site, page_path
-from crawler.siteserver import SiteServer
+from crawler.site.generate import ORIGIN, Resource, Site, page_path
+from crawler.site.server import SiteServer
 from tests.conftest import Serve
 
 SEED_VARIABLE = "CRAWLER_DURABILITY_SEED"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crawler.sitegen import Resource
+from crawler.site.generate import Resource
 from tests.conftest import Serve, page_html
 from tests.fetcher_probe import Report, probe
 

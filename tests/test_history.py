@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.report import human_bytes
-from crawler.sitegen import ORIGIN, Resource, Site, fill
+from crawler.site.generate import ORIGIN, Resource, Site, fill
+from crawler.words import human_bytes
 from storage import PageStore
 from tests.conftest import Serve, page_html, rows, run_cli, run_line
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.sitegen import ORIGIN, PORT, Resource, Site
+from crawler.site.generate import ORIGIN, PORT, Resource, Site
 from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from crawler.config import DEFAULT_PARSER, CrawlConfig
-from crawler.engine import WATCHDOG_GRACE
-from crawler.frontier_local import WINDOW, LocalFrontier
-from crawler.sitegen import Resource, Site
+from crawler.engine.config import DEFAULT_PARSER, CrawlConfig
+from crawler.engine.local_frontier import WINDOW, LocalFrontier
+from crawler.engine.loop import WATCHDOG_GRACE
+from crawler.site.generate import Resource, Site
 from parsers import PARSERS, Page, SoupParser
 from storage import FrontierEntry, PageStore
 from tests.conftest import (

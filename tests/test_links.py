@@ -9,7 +9,7 @@ import html
 from collections import Counter
 from pathlib import Path
 
-from crawler.sitegen import Resource, Site
+from crawler.site.generate import Resource, Site
 from tests.conftest import Serve, pages_by_url, rows, run_cli
 
 # href on /dir/page.html?x=1 -> the request target a browser sends for it (all on the test server), from the

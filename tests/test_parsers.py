@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.sitegen import Site, generate_site
-from crawler.siteserver import SiteServer
+from crawler.site.generate import Site, generate_site
+from crawler.site.server import SiteServer
 from parsers import PARSERS, LxmlParser, SoupParser, get_parser, is_html
 from tests.conftest import TEST_TIMEOUT, fixture_site, rows, run_cli
 from tests.test_hostile import encoded_site

@@ -1,4 +1,4 @@
-"""The bench's peers (`python -m crawler.peers`): each crawls a generated site on a loopback server completely,
+"""The bench's peers (`python -m crawler.bench.peers`): each crawls a generated site on a loopback server completely,
 and leaves the database and the stats the bench reads."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from crawler.bench import check
-from crawler.extras import install_hint
-from crawler.peers import EXIT_SCRAPY_MISSING, PEERS
-from crawler.sitegen import HTML, Resource, Site, generate_site
-from crawler.siteserver import SiteServer, serve_in_thread
+from crawler.bench.measure import check
+from crawler.bench.peers import EXIT_SCRAPY_MISSING, PEERS
+from crawler.site.generate import HTML, Resource, Site, generate_site
+from crawler.site.server import SiteServer, serve_in_thread
+from crawler.words import install_hint
 from tests.conftest import rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,11 +39,11 @@ class PeerRun:
 
 
 def run_peer(peer: str, tmp: Path, seed: str, *python_options: str) -> PeerRun:
-    """`python [OPTIONS] -m crawler.peers PEER ... SEED`, 8 requests in flight, warnings as errors."""
+    """`python [OPTIONS] -m crawler.bench.peers PEER ... SEED`, 8 requests in flight, warnings as errors."""
     db, stats = tmp / f"{peer}.db", tmp / f"{peer}.json"
     done = subprocess.run(
-        [sys.executable, *python_options, "-m", "crawler.peers", peer, "--db", str(db), "--stats-json", str(stats),
-         "--concurrency", "8", "--per-host", "8", seed],
+        [sys.executable, *python_options, "-m", "crawler.bench.peers", peer, "--db", str(db),
+         "--stats-json", str(stats), "--concurrency", "8", "--per-host", "8", seed],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONWARNINGS": "error"}, timeout=120,
         check=False,
     )  # fmt: skip
@@ -57,7 +57,7 @@ def run_peer(peer: str, tmp: Path, seed: str, *python_options: str) -> PeerRun:
 
 
 def expected_pages(site: Site, server: SiteServer) -> dict[str, int]:
-    """URL -> size of every page of `site` served with status 200, as `crawler.bench.expected_pages` has it."""
+    """URL -> size of every page of `site` served with status 200, as `crawler.bench.measure.expected_pages` has it."""
     return {server.url(path): len(resource.render(server.origin)) for path, resource in site.items()
             if resource.status == 200}  # fmt: skip
 
@@ -135,7 +135,7 @@ def test_scrapy_obeys_robots_txt(tmp_path: Path) -> None:
 
 def test_scrapy_missing_is_one_line_and_exit_3(tmp_path: Path) -> None:
     # Without site-packages (`python -S`), Scrapy cannot be imported, as when the bench extra is not installed;
-    # crawler.peers itself imports only the standard library, and is found from the repository (the cwd).
+    # crawler.bench.peers itself imports only the standard library, and is found from the repository (the cwd).
     run = run_peer("scrapy", tmp_path, "http://127.0.0.1:9/", "-S")
     assert (run.exit_code, run.stderr) == (EXIT_SCRAPY_MISSING, f"scrapy is not installed: {install_hint('bench')}\n")
     assert not run.db.exists()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from crawler.sitegen import Resource, Site
-from crawler.siteserver import SiteServer
+from crawler.site.generate import Resource, Site
+from crawler.site.server import SiteServer
 from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, run_cli
 
 ROBOTS = """

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crawler.sitegen import Resource
+from crawler.site.generate import Resource
 from fetchers import FetchResult, FetchSettings
 from fetchers.process_pool import ProcessFetcher
 from tests.conftest import Serve, page_html

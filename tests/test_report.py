@@ -26,8 +26,8 @@ import aiohttp
 import pytest
 import sqlite_utils
 
-from crawler.html_report import ReportError, bucket_seconds, render_report
-from crawler.siteserver import SiteServer
+from crawler.site.server import SiteServer
+from crawler.views.html_report import ReportError, bucket_seconds, render_report
 from storage import latest_run_ids, open_readonly
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, run_cli
 

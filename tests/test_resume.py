@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from crawler.sitegen import Resource, Site, generate_site
-from crawler.siteserver import SiteServer
+from crawler.site.generate import Resource, Site, generate_site
+from crawler.site.server import SiteServer
 from tests.conftest import (
     FAST_RETRIES,
     Serve,

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from crawler.config import CrawlConfig
-from crawler.engine import content_hash
-from crawler.frontier import Request, page_row
+from crawler.engine.config import CrawlConfig
+from crawler.engine.frontier import Request, page_row
+from crawler.engine.loop import content_hash
 from storage import HostStats, PageFilter, PageStore, open_readonly, stats
 from storage.queries import Stats
 from tests.conftest import run_cli

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from crawler.serve import metadata
-from crawler.siteserver import SiteServer
+from crawler.site.server import SiteServer
+from crawler.views.serve import metadata
 from storage.columns import TABLES, markdown, plain
 from tests.conftest import TEST_TIMEOUT, run_cli
 

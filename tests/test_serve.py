@@ -26,8 +26,9 @@ from typing import Any
 import psutil
 import pytest
 
-from crawler.extras import install_hint
-from crawler.serve import (
+from crawler.site.generate import Resource
+from crawler.site.server import SiteServer
+from crawler.views.serve import (
     CANNED_QUERIES,
     DEFAULT_PORT,
     HOST,
@@ -38,8 +39,7 @@ from crawler.serve import (
     port_taken,
     serve,
 )
-from crawler.sitegen import Resource
-from crawler.siteserver import SiteServer
+from crawler.words import install_hint
 from storage import StorageError
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, page_html, rows, run_cli
 
@@ -52,7 +52,7 @@ START_SECONDS = 30.0
 PROMPT_SECONDS = 5.0
 # Runs serve() as `crawler serve` will, in a process of its own, so that a SIGINT to it is a Ctrl-C.
 SERVE_SCRIPT = (
-    "import sys; from pathlib import Path; from crawler.serve import serve; sys.exit(serve(Path(sys.argv[1]), 0))"
+    "import sys; from pathlib import Path; from crawler.views.serve import serve; sys.exit(serve(Path(sys.argv[1]), 0))"
 )
 # `crawler serve` itself, for the tests of what it does on a signal.
 CLI = ["-m", "crawler", "serve", "--port", "0", "--db"]
@@ -373,7 +373,7 @@ def test_serve_explains_what_is_missing_or_unusable(
     shutil.copyfile(crawled, odd)
     with pytest.raises(ServeError, match="contains"):
         serve(odd, 0)
-    monkeypatch.setattr("crawler.serve.datasette_installed", lambda: False)
+    monkeypatch.setattr("crawler.views.serve.datasette_installed", lambda: False)
     with pytest.raises(DatasetteMissing, match=re.escape('pip install "datasette<1.0,>=0.65"')):
         serve(crawled, 0)
     assert issubclass(DatasetteMissing, ServeError)

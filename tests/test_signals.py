@@ -1,4 +1,4 @@
-"""crawler.signals.handling: what every command that stops on a signal installs, and what it puts back."""
+"""crawler.engine.signals.handling: what every command that stops on a signal installs, and what it puts back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from crawler.signals import handling
+from crawler.engine.signals import handling
 
 
 def _mine(signum: int, frame: FrameType | None) -> None:

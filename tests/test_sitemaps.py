@@ -1,5 +1,5 @@
-"""crawler.sitemaps: what one sitemap body lists (XML, gzipped or not, or text), and hostile bodies (bombs, entity
-expansion, XXE, floods, garbage, truncation) read within bounds and without an exception."""
+"""crawler.engine.sitemaps: what one sitemap body lists (XML, gzipped or not, or text), and hostile bodies (bombs,
+entity expansion, XXE, floods, garbage, truncation) read within bounds and without an exception."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crawler import sitemaps
-from crawler.sitemaps import (
+from crawler.engine.sitemaps import (
     EMPTY,
     ENTITIES,
     MAX_BYTES,

@@ -12,17 +12,18 @@ from pathlib import Path
 import pytest
 
 from crawler.__main__ import wants_gevent
-from crawler.cli import Backend, ParserName, Peer, SiteProfile
-from crawler.peers import PEERS
-from crawler.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
-from crawler.report import human_bytes, summary_text
-from crawler.retries import retry_after_seconds
-from crawler.scheduler import Request, Scheduler
-from crawler.seeds import SeedError, load_seeds
-from crawler.sitegen import PROFILES
-from crawler.siteserver import SiteServer
-from crawler.summary import CrawlSummary
-from crawler.urls import canonical
+from crawler.bench.peers import PEERS
+from crawler.commands.cli import Backend, ParserName, Peer, SiteProfile
+from crawler.engine.retries import retry_after_seconds
+from crawler.engine.scheduler import Request, Scheduler
+from crawler.engine.seeds import SeedError, load_seeds
+from crawler.engine.summary import CrawlSummary
+from crawler.engine.urls import canonical
+from crawler.site.generate import PROFILES
+from crawler.site.server import SiteServer
+from crawler.views.progress import LOG_INTERVAL, Mode, ProgressDisplay, status_line
+from crawler.views.text import summary_text
+from crawler.words import human_bytes
 from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import environment_matters, os_error_kind
 from fetchers.requests_http import new_session

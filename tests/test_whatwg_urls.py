@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.urls import canonical, host, origin, resolve
+from crawler.engine.urls import canonical, host, origin, resolve
 from parsers import PARSERS, get_parser
 from parsers.base import Page, build_page
 

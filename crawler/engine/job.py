@@ -17,14 +17,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from crawler.config import DEFAULT_DB, FIXED_SETTINGS, CrawlConfig
-from crawler.engine import Engine
-from crawler.frontier_local import LocalFrontier
-from crawler.meter import ResourceMeter
-from crawler.report import counted
-from crawler.signals import handling
-from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
-from crawler.urls import origin
+from crawler.engine.config import DEFAULT_DB, FIXED_SETTINGS, CrawlConfig
+from crawler.engine.local_frontier import LocalFrontier
+from crawler.engine.loop import Engine
+from crawler.engine.metrics import ResourceMeter
+from crawler.engine.signals import handling
+from crawler.engine.summary import CrawlSummary, ProgressCallback, StopRequests
+from crawler.engine.urls import origin
+from crawler.words import counted
 from fetchers import FetchSettings, get_fetcher
 from parsers import get_parser
 from storage import (

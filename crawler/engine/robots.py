@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from protego import Protego
 
-from crawler.urls import canonical
+from crawler.engine.urls import canonical
 
 
 def robots_url(origin: str) -> str:

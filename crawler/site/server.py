@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from crawler.sitegen import PROFILES, Resource, Site, demo_edition, generate_site
+from crawler.site.generate import PROFILES, Resource, Site, demo_edition, generate_site
 
 LOOPBACK = "127.0.0.1"
 NOT_FOUND = b"<!DOCTYPE html><html><head><title>Not found</title></head><body>No such page.</body></html>"
@@ -198,7 +198,7 @@ def serve_in_thread(site: Site, host: str = LOOPBACK, validators: bool = True) -
 
 @dataclass(frozen=True, slots=True)
 class SiteOptions:
-    """What `python -m crawler.siteserver` serves: the generated site on each of `hosts` loopback
+    """What `python -m crawler.site.server` serves: the generated site on each of `hosts` loopback
     addresses (127.0.0.1, 127.0.0.2, ...; host i serves the site of seed `seed + i`)."""
 
     pages: int = 200
@@ -206,7 +206,7 @@ class SiteOptions:
     hosts: int = 1
     latency_ms: float = 0.0
     fanout: int = 0
-    profile: str = "light"  # or "realistic" (crawler.sitegen.PROFILES)
+    profile: str = "light"  # or "realistic" (crawler.site.generate.PROFILES)
     changing: bool = False  # the demo's site, in its first edition; SIGUSR2 switches to its second
 
     def sites(self, edition: int = 1) -> list[Site]:
@@ -251,7 +251,7 @@ class ServerProcess:
 def serve_in_subprocess(options: SiteOptions) -> Iterator[ServerProcess]:
     """Serve the generated site(s) from a separate Python process for as long as the block runs."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "crawler.siteserver", *options.arguments()], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "crawler.site.server", *options.arguments()], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
@@ -300,7 +300,7 @@ async def _serve_until_terminated(options: SiteOptions) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m crawler.siteserver --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]
+    """`python -m crawler.site.server --pages N [--seed S] [--hosts H] [--latency-ms L] [--fanout F]
     [--profile realistic|light] [--changing]`: print the origins on one line, serve until SIGTERM; on SIGUSR1,
     print a JSON line of URL -> times answered since the last one; on SIGUSR2, serve a changing site's second
     edition and print `changed`."""

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from crawler.report import counted, human_bytes
-from crawler.summary import CrawlSummary
+from crawler.engine.summary import CrawlSummary
+from crawler.words import counted, human_bytes
 
 LOG_INTERVAL = 5.0
 

@@ -10,24 +10,9 @@ from typing import Any
 
 from tabulate import tabulate
 
-from crawler.summary import CrawlSummary
+from crawler.engine.summary import CrawlSummary
+from crawler.words import counted, human_bytes
 from storage import Change, Changes, Stats
-
-
-def human_bytes(count: float, short: bool = False) -> str:
-    """1536 -> '1.5 KB' (powers of 1024, as file managers show); `short` drops a '.0' (2048 -> '2 KB')."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(count) < 1024 or unit == "GB":
-            text = f"{count:.0f}" if unit == "B" else f"{count:.1f}"
-            return f"{text.removesuffix('.0') if short else text} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
-def counted(count: int, singular: str, plural: str | None = None) -> str:
-    """1 -> '1 page', 1359 -> '1,359 pages': a count and its noun, agreeing."""
-    noun = singular if count == 1 else (plural or singular + "s")
-    return f"{count:,} {noun}"
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from crawler.config import CrawlConfig
-from crawler.frontier import Found, Frontier, Outcome, Refusal, Request
-from crawler.robots import RobotRules, robots_url
-from crawler.scheduler import Origin, Scheduler
-from crawler.sitemaps import parse_sitemap
-from crawler.urls import canonical, host, origin, resolve
+from crawler.engine.config import CrawlConfig
+from crawler.engine.frontier import Found, Frontier, Outcome, Refusal, Request
+from crawler.engine.robots import RobotRules, robots_url
+from crawler.engine.scheduler import Origin, Scheduler
+from crawler.engine.sitemaps import parse_sitemap
+from crawler.engine.urls import canonical, host, origin, resolve
 from storage import FrontierEntry, PageStore
 
 WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)

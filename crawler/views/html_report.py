@@ -19,7 +19,8 @@ from typing import Any
 import sqlite_utils
 
 import storage
-from crawler.report import counted, human_bytes, size_range
+from crawler.views.text import size_range
+from crawler.words import counted, human_bytes
 from storage import Change, Stats, StorageError
 
 ACCENT = "#2f62c9"

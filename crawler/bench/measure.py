@@ -32,12 +32,12 @@ from pathlib import Path
 
 import psutil
 
-from crawler.config import DEFAULT_PARSER
-from crawler.meter import cpu_seconds
-from crawler.peers import EXIT_SCRAPY_MISSING
-from crawler.report import table
-from crawler.signals import handling
-from crawler.siteserver import ServerProcess, SiteOptions, serve_in_subprocess
+from crawler.bench.peers import EXIT_SCRAPY_MISSING
+from crawler.engine.config import DEFAULT_PARSER
+from crawler.engine.metrics import cpu_seconds
+from crawler.engine.signals import handling
+from crawler.site.server import ServerProcess, SiteOptions, serve_in_subprocess
+from crawler.views.text import table
 from storage import open_readonly
 
 SAMPLE_SECONDS = 0.05
@@ -256,7 +256,7 @@ def _measure(command: list[str], timeout: float) -> _Tree:
 def _crawl_command(backend: str, options: BenchOptions, origins: list[str], db: Path, stats: Path,
                    expected: int) -> list[str]:  # fmt: skip
     if backend in options.peers:
-        return [sys.executable, "-m", "crawler.peers", backend, "--db", str(db), "--stats-json", str(stats),
+        return [sys.executable, "-m", "crawler.bench.peers", backend, "--db", str(db), "--stats-json", str(stats),
                 "--concurrency", str(options.concurrency), "--per-host", str(options.per_host),
                 *[f"{origin}/" for origin in origins]]  # fmt: skip
     return [

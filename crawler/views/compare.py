@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.report import table
+from crawler.views.text import table
 
 MIN_PAGES = 50  # a run shorter than this (or than MIN_SECONDS) says little about a backend
 MIN_SECONDS = 1.0

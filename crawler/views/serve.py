@@ -33,8 +33,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from crawler.extras import install_hint
-from crawler.signals import handling
+from crawler.engine.signals import handling
+from crawler.words import install_hint
 from storage import broken_links_sql, open_readonly
 from storage.columns import TABLES, plain
 

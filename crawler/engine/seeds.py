@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crawler.urls import SCHEMES, canonical
+from crawler.engine.urls import SCHEMES, canonical
 
 _INLINE_COMMENT = re.compile(r"\s+#.*$")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")  # RFC 3986: what a URL with a scheme starts with

@@ -1,4 +1,5 @@
-"""What installs an optional part of the crawler (its extras in pyproject.toml), said the same way everywhere."""
+"""How the crawler says a few things the same way everywhere: a count with its noun, a size in bytes, and the
+command that installs an optional part (its extras in pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,19 @@ def install_hint(extra: str) -> str:
         if requirement.partition(";")[2].replace(" ", "").replace("'", '"') == f'extra=="{extra}"'
     ]
     return "pip install " + " ".join(f'"{requirement}"' for requirement in wanted)
+
+
+def human_bytes(count: float, short: bool = False) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, as file managers show); `short` drops a '.0' (2048 -> '2 KB')."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(count) < 1024 or unit == "GB":
+            text = f"{count:.0f}" if unit == "B" else f"{count:.1f}"
+            return f"{text.removesuffix('.0') if short else text} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """1 -> '1 page', 1359 -> '1,359 pages': a count and its noun, agreeing."""
+    noun = singular if count == 1 else (plural or singular + "s")
+    return f"{count:,} {noun}"

@@ -20,8 +20,7 @@ import typer
 import typer.core
 
 from crawler import __version__
-from crawler.compare import compare_text, figures
-from crawler.config import (
+from crawler.engine.config import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
@@ -35,15 +34,15 @@ from crawler.config import (
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
 )
-from crawler.extras import install_hint
-from crawler.html_report import ReportError, render_report
-from crawler.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
-from crawler.progress import ProgressDisplay
-from crawler.report import (
+from crawler.engine.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
+from crawler.engine.seeds import SeedError, load_seeds
+from crawler.views.compare import compare_text, figures
+from crawler.views.html_report import ReportError, render_report
+from crawler.views.progress import ProgressDisplay
+from crawler.views.serve import DEFAULT_PORT, ServeError, serve
+from crawler.views.text import (
     broken_text,
     changes_text,
-    counted,
-    human_bytes,
     refresh_text,
     runs_text,
     stats_text,
@@ -51,8 +50,7 @@ from crawler.report import (
     summary_text,
     table,
 )
-from crawler.seeds import SeedError, load_seeds
-from crawler.serve import DEFAULT_PORT, ServeError, serve
+from crawler.words import counted, human_bytes, install_hint
 from storage import (
     BROKEN_COLUMNS,
     Owned,
@@ -76,9 +74,9 @@ from storage.columns import TABLES, plain
 from storage.columns import markdown as schema_markdown
 
 if TYPE_CHECKING:
-    from crawler.bench import RunResult
+    from crawler.bench.measure import RunResult
 
-# crawler.bench and crawler.siteserver (aiohttp with them: a quarter of a second) are imported by the commands
+# crawler.bench.measure and crawler.site.server (aiohttp with them: a quarter of a second) are imported by the commands
 # that use them, so that every other command, and a crawl, starts without them.
 
 # click's UsageError (a bad option, value or command), which typer exports only as BadParameter's base.
@@ -164,14 +162,14 @@ ParserOption = Annotated[
 
 
 class SiteProfile(StrEnum):
-    """The generated site's pages (crawler.sitegen.PROFILES)."""
+    """The generated site's pages (crawler.site.generate.PROFILES)."""
 
     realistic = "realistic"
     light = "light"
 
 
 class Peer(StrEnum):
-    """Other crawlers the bench can measure in the same run (crawler.peers)."""
+    """Other crawlers the bench can measure in the same run (crawler.bench.peers)."""
 
     scrapy = "scrapy"
     lean = "lean"
@@ -370,7 +368,7 @@ def demo(
         remove_demo_database(db)
     except (JobError, Owned) as exc:
         fail(str(exc))
-    from crawler.siteserver import SiteOptions, serve_in_subprocess
+    from crawler.site.server import SiteOptions, serve_in_subprocess
 
     typer.echo(f"Serving a generated site of {counted(pages, 'page')} on 127.0.0.1 ...")
     with serve_in_subprocess(SiteOptions(pages, changing=show_changes)) as server:
@@ -430,9 +428,9 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
 ) -> None:
     """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
-    from crawler.bench import BenchOptions, helpers_note, medians, render
-    from crawler.bench import run as run_bench
-    from crawler.siteserver import SiteOptions
+    from crawler.bench.measure import BenchOptions, helpers_note, medians, render
+    from crawler.bench.measure import run as run_bench
+    from crawler.site.server import SiteOptions
 
     options = BenchOptions(
         site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms, profile=site.value),

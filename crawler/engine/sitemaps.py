@@ -17,7 +17,7 @@ from typing import Any
 
 from lxml import etree
 
-from crawler.urls import canonical
+from crawler.engine.urls import canonical
 
 MAX_URLS = 50_000  # the protocol's limit per sitemap file
 MAX_BYTES = 50 * 1024 * 1024  # the protocol's limit per file, uncompressed
@@ -63,7 +63,7 @@ ENTITIES = "declares XML entities (a sitemap never needs any): not read"
 class SitemapEntry:
     """A page a sitemap lists."""
 
-    url: str  # canonical (crawler.urls.canonical), http(s) only
+    url: str  # canonical (crawler.engine.urls.canonical), http(s) only
     lastmod: str | None  # the <lastmod> text as given, stripped; None if absent or empty
 
 

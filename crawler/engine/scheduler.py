@@ -14,8 +14,8 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from crawler.frontier import Request
-from crawler.robots import RobotRules
+from crawler.engine.frontier import Request
+from crawler.engine.robots import RobotRules
 
 
 @dataclass(eq=False, slots=True)

@@ -1,6 +1,6 @@
 """The peers `crawler bench` measures our backends against, on the same served site in the same run.
 
-`python -m crawler.peers {scrapy|lean} --db DB --stats-json FILE --concurrency N --per-host N SEED_URL...`
+`python -m crawler.bench.peers {scrapy|lean} --db DB --stats-json FILE --concurrency N --per-host N SEED_URL...`
 
 Each crawls every page reachable by links from the seeds on the seeds' host:port, with no depth limit, and
 writes what it fetched to `pages(url, status, size, title, link_count)` in DB, 200 rows per transaction, and
@@ -103,7 +103,7 @@ def run_scrapy(seeds: list[str], db: Path, stats_json: Path, concurrency: int, p
     except ModuleNotFoundError as exc:
         if exc.name != "scrapy":
             raise
-        from crawler.extras import install_hint  # the standard library's importlib alone
+        from crawler.words import install_hint  # the standard library's importlib alone
 
         print(f"scrapy is not installed: {install_hint('bench')}", file=sys.stderr)  # noqa: T201
         return EXIT_SCRAPY_MISSING
@@ -245,7 +245,7 @@ PEERS = {"scrapy": run_scrapy, "lean": run_lean}
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the peer, return its exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m crawler.peers", description="Crawl the seeds' sites as one of the bench's peers."
+        prog="python -m crawler.bench.peers", description="Crawl the seeds' sites as one of the bench's peers."
     )
     parser.add_argument("peer", choices=sorted(PEERS))
     parser.add_argument("--db", type=Path, required=True, help="the SQLite database to write")

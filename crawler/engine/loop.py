@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 
-from crawler.config import CrawlConfig
-from crawler.frontier import Found, Frontier, Outcome, Request, page_row
-from crawler.retries import http_error, retry_for
-from crawler.summary import CrawlSummary, ProgressCallback, StopRequests
-from crawler.urls import resolve
+from crawler.engine.config import CrawlConfig
+from crawler.engine.frontier import Found, Frontier, Outcome, Request, page_row
+from crawler.engine.retries import http_error, retry_for
+from crawler.engine.summary import CrawlSummary, ProgressCallback, StopRequests
+from crawler.engine.urls import resolve
 from fetchers import ErrorKind, Fetcher, FetchResult, Headers
 from parsers import Page, Parser, is_html
 from storage import Known
@@ -211,7 +211,7 @@ class Engine:
             return [], [], 0
         links: dict[str, bool] = {}
         unusable = page.unusable
-        for url in page.links:  # canonical already: the parsers resolve them as crawler.urls does
+        for url in page.links:  # canonical already: the parsers resolve them as crawler.engine.urls does
             if len(url) > self.config.max_url_length:
                 unusable += 1
                 continue

@@ -4,7 +4,7 @@ The engine drives a `Frontier` and never knows which one: it asks for requests t
 each finished page back whole (`complete`: the row, its links, the URLs it found, a redirect's target, in
 one transaction), puts a URL back for a retry, pauses an origin for a Retry-After, and stops when the
 frontier is exhausted. Dedup, depth, scope, robots.txt, per-origin politeness, per-host caps and the page
-budget are the frontier's. `LocalFrontier` (crawler.frontier_local) keeps it in the SQLite crawl database; a
+budget are the frontier's. `LocalFrontier` (crawler.engine.local_frontier) keeps it in the SQLite crawl database; a
 frontier shared by many machines is one more implementation of this interface.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crawler.urls import host
+from crawler.engine.urls import host
 from storage import Known
 
 

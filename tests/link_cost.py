@@ -18,7 +18,7 @@ import time
 
 from bs4 import BeautifulSoup
 
-from crawler import urls
+from crawler.engine import urls
 from crawler.site.generate import fill, generate_site
 from parsers.base import build_page
 

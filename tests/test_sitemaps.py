@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler import sitemaps
+from crawler.engine import sitemaps
 from crawler.engine.sitemaps import (
     EMPTY,
     ENTITIES,

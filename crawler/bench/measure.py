@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +34,11 @@ import psutil
 
 from crawler.bench.peers import EXIT_SCRAPY_MISSING
 from crawler.engine.config import DEFAULT_PARSER
-from crawler.engine.metrics import cpu_seconds
+from crawler.engine.metrics import cpu_seconds, ms_per, per_second, share
 from crawler.engine.signals import handling
 from crawler.site.server import ServerProcess, SiteOptions, serve_in_subprocess
 from crawler.views.text import table
-from storage import open_readonly
+from storage import ok_page_sizes, open_readonly
 
 SAMPLE_SECONDS = 0.05
 PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
@@ -81,7 +81,7 @@ class RunResult:
     @property
     def pages_per_second(self) -> float:
         """Throughput."""
-        return self.pages / self.seconds if self.seconds else 0.0
+        return per_second(self.pages, self.seconds)
 
 
 class PeerMissing(Exception):
@@ -102,7 +102,7 @@ def check(db: Path, expected: dict[str, int], served: Counter[str] | None = None
     """What is wrong with a crawl's database compared with the site: missing pages, wrong sizes, and pages the
     server had to serve more than once (`served`: URL -> times served during the crawl)."""
     with open_readonly(db) as database:
-        found = {url: size for url, size in database.execute("SELECT url, size FROM pages WHERE status = 200")}
+        found = ok_page_sizes(database)
     problems = [f"missing {url}" for url in expected if url not in found]
     problems += [
         f"size of {url}: {found[url]} != {size}" for url, size in expected.items() if found.get(url, size) != size
@@ -338,11 +338,11 @@ class Row:
     pages: int
     pages_per_second: float
     cpu_seconds: float
-    cpu_ms_per_page: float
+    cpu_ms_per_page: float | None  # None when no round fetched a page
     peak_rss_mb: float
     parse_share: float | None  # None for a peer
     store_share: float | None
-    server_cpu_share: float
+    server_cpu_share: float | None  # None when no round took any time
     ratio_to_best: float
     ratio_to_scrapy: float | None  # pages/s against Scrapy's in the same run, when it was measured
     correct: bool
@@ -351,9 +351,15 @@ class Row:
     helper_uss_mb: float = 0.0
 
 
+def _median(values: Iterable[float | None]) -> float | None:
+    """The median of the known values; None when none is known."""
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None
+
+
 def _share(runs: list[RunResult], part: Callable[[RunResult], float | None]) -> float | None:
-    shares = [value / run.seconds for run in runs if (value := part(run)) is not None and run.seconds]
-    return statistics.median(shares) if shares else None
+    """The median over the rounds of `part` as a share of the crawl's time."""
+    return _median(share(part(run), run.seconds) for run in runs)
 
 
 def medians(results: list[RunResult]) -> list[Row]:
@@ -371,11 +377,11 @@ def medians(results: list[RunResult]) -> list[Row]:
             pages=int(statistics.median(run.pages for run in runs)),
             pages_per_second=rates[backend],
             cpu_seconds=statistics.median(run.cpu_seconds for run in runs),
-            cpu_ms_per_page=statistics.median(1000 * run.cpu_seconds / max(run.pages, 1) for run in runs),
+            cpu_ms_per_page=_median(ms_per(run.cpu_seconds, run.pages) for run in runs),
             peak_rss_mb=statistics.median(run.peak_rss_mb for run in runs),
             parse_share=_share(runs, lambda run: run.parse_seconds),
             store_share=_share(runs, lambda run: run.store_seconds),
-            server_cpu_share=statistics.median(run.server_cpu_seconds / run.seconds for run in runs),
+            server_cpu_share=_share(runs, lambda run: run.server_cpu_seconds),
             ratio_to_best=rates[backend] / best if best else 0.0,
             ratio_to_scrapy=rates[backend] / scrapy if scrapy else None,
             correct=all(not run.problems for run in runs),
@@ -401,8 +407,9 @@ def render(rows: list[Row]) -> str:
         other = None if row.parse_share is None else max(0.0, 1 - row.parse_share - (row.store_share or 0.0))
         body.append((
             row.backend, f"{row.pages:,}", f"{row.pages_per_second:,.0f}", f"{row.cpu_seconds:.2f}",
-            f"{row.cpu_ms_per_page:.2f}", f"{row.peak_rss_mb:.0f}", _percent(row.parse_share),
-            _percent(row.store_share), _percent(other), f"{row.server_cpu_share:.0%}", f"{row.ratio_to_best:.2f}",
+            "-" if row.cpu_ms_per_page is None else f"{row.cpu_ms_per_page:.2f}", f"{row.peak_rss_mb:.0f}",
+            _percent(row.parse_share), _percent(row.store_share), _percent(other), _percent(row.server_cpu_share),
+            f"{row.ratio_to_best:.2f}",
             *([f"{row.ratio_to_scrapy:.2f}" if row.ratio_to_scrapy is not None else "-"] if with_scrapy else []),
             "ok" if row.correct else "WRONG",
         ))  # fmt: skip

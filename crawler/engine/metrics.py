@@ -1,10 +1,46 @@
-"""CPU time and memory of a process and its descendants (the `process` backend's workers), read with psutil."""
+"""The figures a crawl is measured by, computed here once for every command, view and the bench: rates (pages
+per second, CPU ms a page, requests in flight, the share of a resource), percentiles, and the CPU time and memory
+of a process and its descendants (the `process` backend's workers), read with psutil."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 
 import psutil
+
+# storage/run_record.py (a leaf package, which cannot import this module) computes two of these figures in SQL for
+# the `runs` table, by the same definitions: the latency percentiles by nearest rank as `percentile` (the value
+# at 1-based rank max(1, ceil(fraction * n)) in ascending order), and pages_per_second as `per_second` (but NULL,
+# not 0, for no time). Change one, change the other (tests/test_metrics.py checks that they agree).
+
+
+def per_second(count: float, seconds: float) -> float:
+    """`count` a second over `seconds` of wall-clock time (0 for no time)."""
+    return count / seconds if seconds > 0 else 0.0
+
+
+def ms_per(seconds: float | None, count: int) -> float | None:
+    """Milliseconds of `seconds` (CPU, parsing...) for each of `count` things (pages); None when unknown or none."""
+    return 1000 * seconds / count if seconds is not None and count > 0 else None
+
+
+def in_flight(busy_seconds: float | None, elapsed: float) -> float:
+    """The mean number of requests in flight: the requests' summed durations over the wall-clock time."""
+    return (busy_seconds or 0.0) / elapsed if elapsed > 0 else 0.0
+
+
+def share(part: float | None, whole: float) -> float | None:
+    """`part` as a fraction of `whole` (CPU seconds over wall-clock seconds: cores used); None when unknown."""
+    return part / whole if part is not None and whole > 0 else None
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (`fraction` 0.5: the median) of values in ascending order; None for none."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def _tree(process: psutil.Process) -> list[psutil.Process]:

@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from crawler.engine.metrics import per_second
+
 
 @dataclass(slots=True)
 class CrawlSummary:
@@ -25,6 +27,7 @@ class CrawlSummary:
     queued: int = 0  # frontier entries not yet done
     capped: int = 0  # frontier entries skipped by --max-pages-per-host
     resumed_from: int = 0  # pages already done when this run started
+    max_pages: int = 0  # the crawl's page budget over all its runs (--max-pages); 0: none known
     limit_reached: bool = False
     interrupted: bool = False
     stopped_by: str = ""  # the signal that interrupted the crawl (SIGINT, SIGTERM)
@@ -33,7 +36,7 @@ class CrawlSummary:
     @property
     def pages_per_second(self) -> float:
         """Pages fetched per second of wall-clock time."""
-        return self.pages / self.elapsed if self.elapsed > 0 else 0.0
+        return per_second(self.pages, self.elapsed)
 
 
 ProgressCallback = Callable[[CrawlSummary], None]

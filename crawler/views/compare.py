@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from crawler.engine.metrics import in_flight, ms_per, share
 from crawler.views.text import table
 
 MIN_PAGES = 50  # a run shorter than this (or than MIN_SECONDS) says little about a backend
@@ -46,22 +47,22 @@ def diagnose(run: dict[str, Any]) -> str:
     pages, elapsed = run["pages"] or 0, run["elapsed_s"] or 0.0
     if pages < MIN_PAGES or elapsed < MIN_SECONDS:
         return f"too short to judge ({pages} pages in {elapsed:.2f} s)"
-    in_flight = (run["fetch_seconds"] or 0.0) / elapsed
+    flight = in_flight(run["fetch_seconds"], elapsed)
     concurrency = run["concurrency"]
     error_share = (run["errors"] or 0) / pages
     if error_share >= ERROR_BOUND:
         return f"error-bound: {error_share:.0%} of pages failed; see `crawler stats --run {run['id']}`"
-    if in_flight >= LATENCY_BOUND * concurrency:
+    if flight >= LATENCY_BOUND * concurrency:
         return (
-            f"latency-bound: {in_flight:.1f} of {concurrency} requests in flight on average, "
+            f"latency-bound: {flight:.1f} of {concurrency} requests in flight on average, "
             f"{run['latency_p50_ms']:.0f} ms each (median); more --concurrency would help where the sites allow"
         )
-    cores = run["cpu_seconds"] / elapsed if run["cpu_seconds"] is not None else None
+    cores = share(run["cpu_seconds"], elapsed)
     if cores is not None and cores >= CPU_BOUND:
-        parse = (run["parse_seconds"] or 0.0) / elapsed
+        parse = share(run["parse_seconds"], elapsed) or 0.0  # elapsed > 0 here: None only for no parse time
         remedy = "--parser lxml or a leaner backend" if run["parser"] == "bs4" else "a leaner backend"
         return (
-            f"CPU-bound: {cores:.2f} cores busy, {1000 * run['cpu_seconds'] / pages:.1f} ms of CPU a page, "
+            f"CPU-bound: {cores:.2f} cores busy, {ms_per(run['cpu_seconds'], pages):.1f} ms of CPU a page, "
             f"{parse:.0%} of the time parsing; {remedy} would help"
         )
     settings = json.loads(run["settings"] or "{}")
@@ -72,7 +73,7 @@ def diagnose(run: dict[str, Any]) -> str:
         held.append(f"{run['retries']} retries waiting out their backoff")
     cpu = f"{cores:.0%} of a core" if cores is not None else "CPU unknown"
     return (
-        f"slots mostly idle: {in_flight:.1f} of {concurrency} requests in flight on average, {cpu}; "
+        f"slots mostly idle: {flight:.1f} of {concurrency} requests in flight on average, {cpu}; "
         f"held back by {', '.join([*held, 'robots.txt Crawl-delay, or a frontier that ran dry'])}"
     )
 
@@ -83,8 +84,8 @@ def figures(runs: list[dict[str, Any]]) -> list[RunFigures]:
     result = []
     for run in runs:
         elapsed, pages, cpu = run["elapsed_s"] or 0.0, run["pages"] or 0, run["cpu_seconds"]
-        rate = run["pages_per_second"] or 0.0
-        in_flight = (run["fetch_seconds"] or 0.0) / elapsed if elapsed > 0 else 0.0
+        rate = run["pages_per_second"] or 0.0  # as the writer stored it: `per_second`, NULL for no time
+        flight = in_flight(run["fetch_seconds"], elapsed)
         result.append(
             RunFigures(
                 id=run["id"],
@@ -97,15 +98,13 @@ def figures(runs: list[dict[str, Any]]) -> list[RunFigures]:
                 ratio_to_best=rate / best if best > 0 else 0.0,
                 latency_p50_ms=run["latency_p50_ms"],
                 latency_p95_ms=run["latency_p95_ms"],
-                in_flight=in_flight,
-                slot_use=in_flight / run["concurrency"],
+                in_flight=flight,
+                slot_use=share(flight, run["concurrency"]) or 0.0,
                 cpu_seconds=cpu,
-                cpu_ms_per_page=1000 * cpu / pages if cpu is not None and pages else None,
-                cores=cpu / elapsed if cpu is not None and elapsed > 0 else None,
+                cpu_ms_per_page=ms_per(cpu, pages),
+                cores=share(cpu, elapsed),
                 peak_rss_mb=run["peak_rss_mb"],
-                parse_share=(run["parse_seconds"] or 0.0) / elapsed
-                if run["parse_seconds"] is not None and elapsed
-                else None,
+                parse_share=share(run["parse_seconds"], elapsed),
                 verdict=diagnose(run),
             )
         )

@@ -1,4 +1,5 @@
-"""Fixtures: a hand-written site on a real loopback server, and a way to run the CLI on every backend."""
+"""Fixtures: a hand-written site on a real loopback server (a `HostileServer`, so that a test's site may hold
+`Hostile` resources), and a way to run the CLI on every backend."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from crawler.commands.cli import app
+from crawler.commands import app
 from crawler.site.generate import NETLOC, ORIGIN, PORT, Resource, Site
-from crawler.site.server import SiteServer, serve_in_thread
 from fetchers import BACKENDS
+from tests.support.hostile import Hostile, HostileServer, serve_hostile
 
 # The tests signal the processes they start as a terminal would (Ctrl-C, a hang-up). Run as a background job of
 # a script (which ignores SIGINT) or under nohup (SIGHUP), this process would hand those signals on ignored, and
@@ -85,7 +86,7 @@ def fixture_site() -> Site:
         ),
         "/old": Resource("", status=301, headers={"Location": "/docs/moved.html"}),
         "/docs/moved.html": Resource(page_html("Moved", [])),  # only reachable through the redirect, at depth 1
-        "/slow.html": Resource(page_html("Slow", []), delay=SLOW_DELAY),
+        "/slow.html": Hostile(page_html("Slow", []), delay=SLOW_DELAY),
         # depth 2
         "/docs/ref/intro.html": Resource(page_html("Intro", [], filler=BIG)),
         "/docs/api.html?v=2": Resource(page_html("API v2", [])),
@@ -98,20 +99,21 @@ def fixture_site() -> Site:
 
 
 @pytest.fixture(scope="session")
-def site() -> Iterator[SiteServer]:
+def site() -> Iterator[HostileServer]:
     """The fixture site, served on 127.0.0.1 for the whole session."""
-    with serve_in_thread(fixture_site()) as server:
+    with serve_hostile(fixture_site()) as server:
         yield server
 
 
-Serve = Callable[..., SiteServer]
+Serve = Callable[..., HostileServer]
 
 
 @pytest.fixture
 def serve() -> Iterator[Serve]:
-    """Start servers for this test only: `serve(site)` or `serve(site, host="127.0.0.2")`."""
+    """Start servers for this test only: `serve(site)` or `serve(site, host="127.0.0.2")`; a site may hold
+    `Hostile` resources."""
     with ExitStack() as stack:
-        yield lambda site, **kwargs: stack.enter_context(serve_in_thread(site, **kwargs))
+        yield lambda site, **kwargs: stack.enter_context(serve_hostile(site, **kwargs))
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from crawler.commands.cli import ExportTable
+from crawler.commands.export import ExportTable
 from crawler.site.generate import Resource
 from crawler.site.server import SiteServer
 from crawler.views.compare import diagnose
 from fetchers import BACKENDS
 from storage import EXPORT_TABLES, PageStore
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, rows, run_cli
+from tests.support.hostile import Hostile
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ def test_export_streams_in_constant_memory(tmp_path: Path) -> None:
 
 
 def test_read_commands_work_while_a_crawl_writes(serve: Serve, tmp_path: Path) -> None:
-    pages = {f"/p{n}.html": Resource(page_html(f"P{n}", [f"/p{n + 1}.html"]), delay=0.05) for n in range(60)}
+    pages = {f"/p{n}.html": Hostile(page_html(f"P{n}", [f"/p{n + 1}.html"]), delay=0.05) for n in range(60)}
     server = serve({"/": Resource(page_html("Home", ["/p0.html"])), **pages})
     db = tmp_path / "crawl.db"
     crawl = subprocess.Popen(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fetcher_probe import probe
+from tests.support.fetcher_probe import probe
 
 TIMEOUT = 1.0
 SLACK = 2.0  # the promise: within `timeout + 2 s`

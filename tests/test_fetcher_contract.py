@@ -11,7 +11,8 @@ import pytest
 
 from crawler.site.generate import Resource
 from tests.conftest import Serve, page_html
-from tests.fetcher_probe import Report, probe
+from tests.support.fetcher_probe import Report, probe
+from tests.support.hostile import Hostile
 
 CONCURRENCY = 4
 BAD_URLS = ["http://[::1/bad", "nope://127.0.0.1/"]
@@ -34,7 +35,7 @@ def assert_one_call_each(report: Report, urls: list[str]) -> None:
 
 def test_every_submit_gets_one_result_from_the_models_workers(serve: Serve, backend: str, refused: str) -> None:
     # Slow enough pages that each of the first CONCURRENCY is fetched while the others are.
-    server = serve({f"/{n}.html": Resource(page_html(f"Page {n}", []), delay=0.3) for n in range(2 * CONCURRENCY)})
+    server = serve({f"/{n}.html": Hostile(page_html(f"Page {n}", []), delay=0.3) for n in range(2 * CONCURRENCY)})
     pages = [server.url(f"/{n}.html") for n in range(2 * CONCURRENCY)]
     urls = [*pages, refused, *BAD_URLS]
     report = probe(backend, urls, concurrency=CONCURRENCY)
@@ -98,7 +99,7 @@ def test_close_gives_up_on_a_lost_request(serve: Serve, backend: str) -> None:
     # which takes the task queue's lock with it); the probe classes of the others drop it, as a backend with a
     # bug would. Either way close() must not wait for ever.
     server = serve({
-        "/lost.html": Resource(page_html("Lost", []), delay=0.3),  # answered once /fine.html is
+        "/lost.html": Hostile(page_html("Lost", []), delay=0.3),  # answered once /fine.html is
         "/fine.html": Resource(page_html("Fine", [])),
     })  # fmt: skip
     urls = [server.url("/lost.html"), server.url("/fine.html")]
@@ -117,7 +118,7 @@ def test_close_gives_up_on_a_lost_request(serve: Serve, backend: str) -> None:
 def test_abandon_returns_at_once_and_releases_the_workers(serve: Serve, backend: str) -> None:
     # Requests in flight, and more queued behind them; but gevent's pool makes submit wait for a free slot.
     count = CONCURRENCY if backend == "gevent" else 2 * CONCURRENCY
-    server = serve({f"/hang{n}.html": Resource(page_html("Hang", []), delay=60) for n in range(count)})
+    server = serve({f"/hang{n}.html": Hostile(page_html("Hang", []), delay=60) for n in range(count)})
     urls = [server.url(f"/hang{n}.html") for n in range(count)]
     report = probe(backend, urls, concurrency=CONCURRENCY, timeout=30.0, abandon_after=0.5)
 

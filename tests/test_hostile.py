@@ -13,6 +13,7 @@ import pytest
 
 from crawler.site.generate import ORIGIN, PORT, Resource, Site
 from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, rows, run_cli
+from tests.support.hostile import Behaviour, Hostile
 
 
 def home(*links: str) -> Resource:
@@ -31,9 +32,9 @@ def test_deadlines_cut_off_hanging_stalling_and_trickling_servers(serve: Serve, 
     body = page_html("Slowly", [], filler=200)
     server = serve({
         "/": home("/hang.html", "/stall.html", "/trickle.html"),
-        "/hang.html": Resource(body, delay=60),                        # never answers
-        "/stall.html": Resource(body, behaviour="stall"),              # headers, then nothing
-        "/trickle.html": Resource(body, behaviour="trickle", delay=0.05),  # a byte every 50 ms: 12 s in all
+        "/hang.html": Hostile(body, delay=60),                         # never answers
+        "/stall.html": Hostile(body, behaviour="stall"),               # headers, then nothing
+        "/trickle.html": Hostile(body, behaviour="trickle", delay=0.05),  # a byte every 50 ms: 12 s in all
     })  # fmt: skip
     start = time.monotonic()
     pages, _ = crawl(backend, tmp_path / "a.db", server.url("/"), "--timeout", "1", "--retries", "0",
@@ -68,9 +69,9 @@ def test_bodies_are_capped_even_when_compressed(serve: Serve, backend: str, tmp_
 
 @pytest.mark.parametrize("behaviour", ["short", "reset"])
 def test_a_body_cut_short_is_an_error_not_a_clean_200(
-    serve: Serve, backend: str, tmp_path: Path, behaviour: str
+    serve: Serve, backend: str, tmp_path: Path, behaviour: Behaviour
 ) -> None:
-    server = serve({"/": home("/cut.html"), "/cut.html": Resource(page_html("Cut", [], 4000), behaviour=behaviour)})
+    server = serve({"/": home("/cut.html"), "/cut.html": Hostile(page_html("Cut", [], 4000), behaviour=behaviour)})
     pages, _ = crawl(backend, tmp_path / "a.db", server.url("/"), "--ignore-robots", "--retries", "1")
     cut = pages["/cut.html"]
     assert cut["error_kind"] in ("incomplete", "connection")

@@ -32,14 +32,16 @@ from tests.conftest import (
     run_line,
     wait_for,
 )
+from tests.support.hostile import Hostile
 
 
 def chain_site(pages: int, delay: float = 0.0, prefix: str = "/p") -> Site:
-    """`/` links page 1, page i links page i+1 only: a crawl must go `pages` deep, one link at a time."""
-    site = {"/": Resource(page_html("Home", [f"{prefix}1.html"]), delay=delay)}
+    """`/` links page 1, page i links page i+1 only: a crawl must go `pages` deep, one link at a time; every
+    page answered `delay` seconds late."""
+    site: Site = {"/": Hostile(page_html("Home", [f"{prefix}1.html"]), delay=delay)}
     for index in range(1, pages + 1):
         links = [f"{prefix}{index + 1}.html"] if index < pages else []
-        site[f"{prefix}{index}.html"] = Resource(page_html(f"Page {index}", links, filler=200 * index), delay=delay)
+        site[f"{prefix}{index}.html"] = Hostile(page_html(f"Page {index}", links, filler=200 * index), delay=delay)
     return site
 
 
@@ -295,7 +297,7 @@ def test_a_request_its_backend_never_answers_is_a_timeout_row_and_the_crawl_ends
     # reports its task). The engine's watchdog records it when its deadline and grace have passed.
     server = serve({
         "/": Resource(page_html("Home", ["/stall.html", "/fine.html"])),
-        "/stall.html": Resource(page_html("Stall", []), delay=60),
+        "/stall.html": Hostile(page_html("Stall", []), delay=60),
         "/fine.html": Resource(page_html("Fine", [])),
     })  # fmt: skip
     db = tmp_path / "crawl.db"

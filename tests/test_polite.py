@@ -8,6 +8,7 @@ from pathlib import Path
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
 from tests.conftest import FAST_RETRIES, Serve, page_html, pages_by_url, run_cli
+from tests.support.hostile import Hostile
 
 ROBOTS = """
 User-agent: *
@@ -20,14 +21,14 @@ Disallow: /
 SLACK = 0.03  # timer and scheduling noise allowed below a required gap
 
 
-def text(body: str, **kwargs: object) -> Resource:
-    return Resource(body, content_type="text/plain", **kwargs)  # type: ignore[arg-type]
+def text(body: str, status: int = 200) -> Resource:
+    return Resource(body, status, content_type="text/plain")
 
 
 def pages(*paths: str, delay: float = 0.0) -> Site:
-    """A home page linking to `paths`, each a small page of its own."""
+    """A home page linking to `paths`, each a small page of its own, answered `delay` seconds late."""
     site: Site = {"/": Resource(page_html("Home", list(paths)))}
-    site.update({path: Resource(page_html(path, []), delay=delay) for path in paths})
+    site.update({path: Hostile(page_html(path, []), delay=delay) for path in paths})
     return site
 
 
@@ -108,7 +109,7 @@ def test_delay_spaces_the_requests_to_a_host(serve: Serve, backend: str, tmp_pat
 
 def test_retry_after_pauses_the_host_and_others_go_on(serve: Serve, backend: str, tmp_path: Path) -> None:
     busy_site = pages("/busy.html", "/x1.html", "/x2.html")
-    busy_site["/busy.html"] = Resource(page_html("Busy", []), failures=(503,), retry_after="1")
+    busy_site["/busy.html"] = Hostile(page_html("Busy", []), failures=(503,), retry_after="1")
     busy = serve(busy_site)
     other = serve(pages(*[f"/y{i}.html" for i in range(6)], delay=0.1), host="127.0.0.2")
     crawl(backend, tmp_path / "a.db", busy.url("/"), other.url("/"), "--per-host", "1")
@@ -123,7 +124,7 @@ def test_retry_after_pauses_the_host_and_others_go_on(serve: Serve, backend: str
 
 def test_retries_with_backoff_then_the_final_outcome(serve: Serve, backend: str, tmp_path: Path) -> None:
     site = pages("/flaky.html", "/dead.html", "/gone.html")
-    site["/flaky.html"] = Resource(page_html("Flaky", []), failures=(502, 504))
+    site["/flaky.html"] = Hostile(page_html("Flaky", []), failures=(502, 504))
     site["/dead.html"] = Resource("no", status=500)
     site["/gone.html"] = Resource("no", status=404)
     server = serve(site)

@@ -3,7 +3,6 @@ continues where it stopped, losing and repeating nothing."""
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 import subprocess
 import sys
@@ -23,11 +22,12 @@ from tests.conftest import (
     run_line,
     wait_for,
 )
+from tests.support.hostile import Hostile, hostile
 
 
 def slow_site(pages: int, delay: float) -> Site:
     """A generated site whose every answer takes `delay` seconds."""
-    return {path: dataclasses.replace(resource, delay=delay) for path, resource in generate_site(pages, 3).items()}
+    return {path: hostile(resource, delay=delay) for path, resource in generate_site(pages, 3).items()}
 
 
 def start_crawl(server: SiteServer, backend: str, db: Path, *extra: str) -> subprocess.Popen[str]:
@@ -174,7 +174,7 @@ def test_resume_is_the_default_when_the_database_has_an_unfinished_crawl(
 def test_pages_in_flight_at_ctrl_c_still_hand_on_their_links(serve: Serve, backend: str, tmp_path: Path) -> None:
     server = serve({
         "/": Resource(page_html("Home", ["/hub.html"])),
-        "/hub.html": Resource(page_html("Hub", ["/only-from-hub.html"]), delay=2.0),  # in flight at the interrupt
+        "/hub.html": Hostile(page_html("Hub", ["/only-from-hub.html"]), delay=2.0),  # in flight at the interrupt
         "/only-from-hub.html": Resource(page_html("Leaf", [])),
     })  # fmt: skip
     db = tmp_path / "crawl.db"

@@ -25,19 +25,13 @@ _WORDS = _VOCABULARY.split()
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One thing the server answers with: a body (may hold placeholders), a status, headers, a delay, and
-    for hostile-server tests a misbehaviour and a script of failures to answer with first."""
+    """One thing the server answers with: a body (may hold placeholders), a status, a Content-Type (none
+    sent when None) and other headers (may hold placeholders too)."""
 
     body: str | bytes = b""
     status: int = 200
     content_type: str | None = HTML
     headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    # "trickle": one byte every `delay` seconds; "stall": headers, then nothing; "short": the body ends
-    # before its Content-Length; "reset": the connection is reset halfway through the body.
-    behaviour: str | None = None
-    failures: tuple[int, ...] = ()  # statuses answered, in turn, by the first requests
-    retry_after: str | None = None  # Retry-After sent with those failures
 
     def render(self, origin: str) -> bytes:
         """The body with the placeholders filled in for a server at `origin`."""

@@ -11,13 +11,12 @@ import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -41,7 +40,8 @@ class Hit:
 
 class SiteServer:
     """An aiohttp application answering every path of `site` (anything else is a 404), placeholders
-    filled in for its own address. Records each request in `hits`."""
+    filled in for its own address. Records each request in `hits`. A subclass may answer some resources
+    otherwise by overriding `respond`."""
 
     def __init__(
         self, site: Site, host: str = LOOPBACK, latency: float = 0.0, port: int = 0, validators: bool = True
@@ -55,10 +55,13 @@ class SiteServer:
         self.body_bytes = 0  # body bytes sent
         self.active = 0  # requests being answered now
         self.max_active = 0
-        self._served: dict[str, int] = {}
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        try:
+            self._socket.bind((host, port))
+        except OSError:
+            self._socket.close()
+            raise
         self.port: int = self._socket.getsockname()[1]
         self.origin = f"http://{host}:{self.port}"
         self._rendered: dict[str, tuple[Resource, bytes, dict[str, str]]] = {}
@@ -102,14 +105,15 @@ class SiteServer:
         if entry is None:
             return web.Response(body=NOT_FOUND, status=404, content_type="text/html", charset="utf-8")
         resource, body, headers = entry
-        served = self._served[path] = self._served.get(path, 0) + 1
-        if served <= len(resource.failures):
-            extra = {"Retry-After": resource.retry_after} if resource.retry_after else {}
-            return web.Response(body=b"try later", status=resource.failures[served - 1], headers=extra)
-        if resource.behaviour:
-            return await self._misbehave(request, resource, body, headers)
-        if resource.delay:
-            await asyncio.sleep(resource.delay)
+        return await self.respond(request, path, resource, body, headers)
+
+    async def respond(
+        self, request: web.Request, path: str, resource: Resource, body: bytes, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """The answer to `request` for `path`, a path of the site: `resource`, with its body and headers
+        rendered for this server. With validators on, a 200 carries ETag and Last-Modified, and is a 304 when
+        the request's conditions say the client has this version already. Called after the latency; the hook
+        for a subclass that answers some resources otherwise (and calls this for the rest)."""
         if self.validators and resource.status == 200:
             headers = {**headers, "ETag": self._etags[path],
                        "Last-Modified": email.utils.formatdate(self._modified[path], usegmt=True)}  # fmt: skip
@@ -122,35 +126,11 @@ class SiteServer:
             response.headers["Content-Type"] = resource.content_type
         return response
 
-    async def _misbehave(
-        self, request: web.Request, resource: Resource, body: bytes, headers: dict[str, str]
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=resource.status, headers=headers)
-        if resource.content_type:
-            response.headers["Content-Type"] = resource.content_type
-        response.content_length = len(body)
-        await response.prepare(request)
-        if resource.behaviour == "trickle":
-            for index in range(len(body)):
-                await response.write(body[index : index + 1])
-                await asyncio.sleep(resource.delay)
-        elif resource.behaviour == "stall":
-            await asyncio.sleep(3600)  # cancelled when the server stops
-        elif resource.behaviour in ("short", "reset"):
-            await response.write(body[: len(body) // 2])
-            transport = request.transport
-            assert transport is not None
-            if resource.behaviour == "reset":  # SO_LINGER 0: close() sends a RST instead of a FIN
-                sock = transport.get_extra_info("socket")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            transport.close()
-        return response
-
     async def start(self) -> None:
         """Start answering on the bound socket."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        # A short shutdown: a deliberately slow handler must not hold up the end of a test.
+        # A short shutdown: a handler still waiting to answer must not hold up the end of the server.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.SockSite(self._runner, self._socket).start()
@@ -180,9 +160,12 @@ def _not_modified(request: web.Request, etag: str, modified: float) -> bool:
 
 
 @contextmanager
-def serve_in_thread(site: Site, host: str = LOOPBACK, validators: bool = True) -> Iterator[SiteServer]:
-    """Serve `site` from an event loop on a background thread for as long as the block runs."""
-    server = SiteServer(site, host, validators=validators)
+def serve_in_thread(
+    site: Site, host: str = LOOPBACK, validators: bool = True, server_class: type[SiteServer] = SiteServer
+) -> Iterator[SiteServer]:
+    """Serve `site` from an event loop on a background thread for as long as the block runs, with a
+    `server_class` server (a subclass of SiteServer that answers some resources otherwise)."""
+    server = server_class(site, host, validators=validators)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="site-server", daemon=True)
     thread.start()
@@ -266,15 +249,23 @@ def serve_in_subprocess(options: SiteOptions) -> Iterator[ServerProcess]:
             process.stdout.close()
 
 
-async def _serve_until_terminated(options: SiteOptions) -> None:
+async def _serve(
+    options: SiteOptions,
+    sites: list[Site],
+    started: Callable[[list[SiteServer]], None],
+    port: int = 0,
+    protocol: bool = True,
+) -> None:
+    """Serve `sites` (host i on 127.0.0.i+1, on `port`), call `started` with the servers, and serve until SIGTERM
+    or SIGINT. With `protocol` (the bench's and the demo's subprocess), SIGUSR1 prints a JSON line of URL ->
+    times answered since the last one, and SIGUSR2 switches a changing site to its second edition."""
     servers = [
-        SiteServer(site, f"127.0.0.{index + 1}", latency=options.latency_ms / 1000)
-        for index, site in enumerate(options.sites())
+        SiteServer(site, f"127.0.0.{index + 1}", latency=options.latency_ms / 1000, port=port)
+        for index, site in enumerate(sites)
     ]
     for server in servers:
         await server.start()
-    # The parent process reads the origins from here.
-    print(" ".join(server.origin for server in servers), flush=True)  # noqa: T201
+    started(servers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -286,17 +277,36 @@ async def _serve_until_terminated(options: SiteOptions) -> None:
             server.hits.clear()
         print(json.dumps(served), flush=True)  # noqa: T201
 
-    loop.add_signal_handler(signal.SIGUSR1, report_hits)
-
     def change() -> None:  # a changing site's second edition, from now on
         for server, site in zip(servers, options.sites(edition=2), strict=True):
             server.replace_site(site)
         print("changed", flush=True)  # noqa: T201
 
-    loop.add_signal_handler(signal.SIGUSR2, change)
+    if protocol:
+        loop.add_signal_handler(signal.SIGUSR1, report_hits)
+        loop.add_signal_handler(signal.SIGUSR2, change)
     await stop.wait()
     for server in servers:
         await server.stop()
+
+
+def serve_until_stopped(
+    options: SiteOptions, port: int, say: Callable[[str], None], ready: Callable[[list[str]], None]
+) -> None:
+    """`crawler site`: generate the sites (saying so first: a large one takes a while), serve them on `port`
+    until Ctrl-C or SIGTERM, and call `ready` with their origins once they answer. Raises OSError if the
+    port cannot be bound."""
+    kind = "changing demo" if options.changing else options.profile
+    hosts = f" for each of {options.hosts} hosts" if options.hosts > 1 else ""
+    say(f"Generating a {kind} site of {options.pages:,} pages{hosts} (seed {options.seed}) ...")
+    began = time.perf_counter()
+    sites = options.sites()
+    say(f"Generated in {time.perf_counter() - began:.1f} s.")
+
+    def started(servers: list[SiteServer]) -> None:
+        ready([server.origin for server in servers])
+
+    asyncio.run(_serve(options, sites, started, port, protocol=False))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -315,7 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile,
                           args.changing)  # fmt: skip
-    asyncio.run(_serve_until_terminated(options))
+
+    def started(servers: list[SiteServer]) -> None:  # the parent process reads the origins from this line
+        print(" ".join(server.origin for server in servers), flush=True)  # noqa: T201
+
+    asyncio.run(_serve(options, options.sites(), started))
 
 
 if __name__ == "__main__":

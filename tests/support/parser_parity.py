@@ -2,7 +2,7 @@
 or the differences listed. The suite checks 60 realistic pages (tests/test_bench.py); this checks a whole
 bench site, which takes about a minute at the default 2,000 pages.
 
-    python -m tests.parser_parity [--pages 2000] [--site realistic|light]
+    python -m tests.support.parser_parity [--pages 2000] [--site realistic|light]
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ themselves (kept, so that older commits compare; an upper bound for today's craw
 in crawl order, caches cold at the start. The anchors are extracted once beforehand, so the figure is the
 URL work alone.
 
-    python -m tests.link_cost [--pages 2000] [--rounds 5]
+    python -m tests.support.link_cost [--pages 2000] [--rounds 5]
 
 It uses only `parsers.base.build_page` and `crawler.engine.urls.canonical`, so it runs unchanged on older commits (check
 one out in a worktree and run it there to compare: docs/performance.md)."""

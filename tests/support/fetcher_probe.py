@@ -35,7 +35,7 @@ from fetchers.base import BodyReader, Delivery, Headers
 from fetchers.process_pool import ProcessFetcher, fetch_one
 from fetchers.reaper import REAPER
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 _greenlets: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -254,7 +254,7 @@ def probe(backend: str, urls: list[str], **options: Any) -> Report:
     """`run_probe`, for gevent in a subprocess of its own, monkey-patched."""
     if backend != "gevent":
         return run_probe(backend, urls, **options)
-    code = "from gevent import monkey; monkey.patch_all(); from tests.fetcher_probe import main; main()"
+    code = "from gevent import monkey; monkey.patch_all(); from tests.support.fetcher_probe import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, json.dumps({"backend": backend, "urls": urls, **options})],
         capture_output=True,

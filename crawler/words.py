@@ -1,9 +1,10 @@
-"""How the crawler says a few things the same way everywhere: a count with its noun, a size in bytes, and the
-command that installs an optional part (its extras in pyproject.toml)."""
+"""How the crawler says a few things the same way everywhere: a count with its noun, a size in bytes, an HTTP
+status with its phrase, and the command that installs an optional part (its extras in pyproject.toml)."""
 
 from __future__ import annotations
 
 import importlib.metadata
+from http import HTTPStatus
 
 
 def install_hint(extra: str) -> str:
@@ -36,3 +37,11 @@ def counted(count: int, singular: str, plural: str | None = None) -> str:
     """1 -> '1 page', 1359 -> '1,359 pages': a count and its noun, agreeing."""
     noun = singular if count == 1 else (plural or singular + "s")
     return f"{count:,} {noun}"
+
+
+def status_text(status: int) -> str:
+    """404 -> '404 Not Found': a status and its phrase (the number alone for one without a registered phrase)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage.bench import ok_page_sizes
 from storage.history import Change, Changes, changes, last_two_passes, latest_run_of_another_pass
 from storage.lease import Owned
 from storage.queries import (
@@ -25,6 +26,18 @@ from storage.queries import (
     table_rows,
     top,
 )
+from storage.report import (
+    RunSpan,
+    bucket_counts,
+    chosen_runs,
+    failure_counts,
+    fetch_span,
+    history_kept,
+    run_count,
+    run_spans,
+    status_counts,
+)
+from storage.run_record import last_run_refreshed, last_run_status, previous_pass_end
 from storage.schema import (
     CAPPED,
     DONE,
@@ -63,23 +76,36 @@ __all__ = [
     "PageFilter",
     "PageStore",
     "ReadOnlyError",
+    "RunSpan",
     "Stats",
     "StorageError",
     "broken_links",
     "broken_links_sql",
+    "bucket_counts",
     "changes",
     "check_filter",
     "check_ours",
+    "chosen_runs",
+    "failure_counts",
+    "fetch_span",
     "fetched_any",
+    "history_kept",
+    "last_run_refreshed",
+    "last_run_status",
     "last_two_passes",
     "latest_run_ids",
     "latest_run_of_another_pass",
+    "ok_page_sizes",
     "open_readonly",
+    "previous_pass_end",
     "read_crawl",
+    "run_count",
     "run_query",
+    "run_spans",
     "runs",
     "size_buckets",
     "stats",
+    "status_counts",
     "table_rows",
     "top",
 ]

@@ -21,10 +21,19 @@ class ReadOnlyError(StorageError):
     """A statement tried to change a database opened for reading."""
 
 
-def _connect(path: Path, writable: bool) -> sqlite_utils.Database:
-    conn = sqlite3.connect(path.resolve().as_uri() + ("" if writable else "?mode=ro"), uri=True)
+def _connect(path: Path, writable: bool, immutable: bool = False) -> sqlite_utils.Database:
+    options = "" if writable else "?mode=ro&immutable=1" if immutable else "?mode=ro"
+    conn = sqlite3.connect(path.resolve().as_uri() + options, uri=True)
     conn.execute("PRAGMA query_only = ON")  # and `crawler query` refuses a PRAGMA that would turn it off
     return sqlite_utils.Database(conn)
+
+
+def _on_readonly_media(path: Path) -> bool:
+    """Whether `path` is on a file system mounted read-only (a CD, a read-only share or bind mount)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def open_readonly(path: str | Path) -> sqlite_utils.Database:
@@ -32,7 +41,16 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     path = Path(path)
     if not path.is_file():
         raise StorageError(f"no database at {path}: run `crawler crawl` first, or point --db at one")
-    db = _connect(path, writable=False)
+    # On read-only media SQLite cannot create the -shm file a database in WAL mode needs, even to read; nothing
+    # can be writing there, so the file is opened as immutable (no locks, no -shm) if no -wal holds changes.
+    wal = Path(f"{path}-wal")
+    media = _on_readonly_media(path)
+    if media and wal.exists() and wal.stat().st_size > 0:
+        raise StorageError(
+            f"cannot read {path} on read-only media: its {wal.name} file holds changes that only a writable copy "
+            "can read (copy both files somewhere writable)"
+        )
+    db = _connect(path, writable=False, immutable=media)
     try:
         tables = db.table_names()
     except sqlite3.DatabaseError as exc:
@@ -45,7 +63,7 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
     # when it closes. Where they may be written, a read-write connection under query_only reads the same and,
     # as the last to close, removes them; on read-only media, mode=ro is all there is. Only a crawl database
     # gets one: another program's is left as the read-only connection found it.
-    if os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK):
+    if not media and os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK):
         db.close()
         db = _connect(path, writable=True)
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1")  # opens the WAL now: a statement reading none would not

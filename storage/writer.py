@@ -1,22 +1,26 @@
 """The crawl database's writer: the crawl record and its owner, the frontier, pages, links and runs, written
 in one transaction per batch of whole pages (main thread only), so the file is consistent whenever the
-process dies."""
+process dies.
+
+Over 400 lines on purpose: `PageStore` owns the one connection and the batch transaction that every write goes
+through (a page, its links, its history and its done mark commit together), and splitting it would spread that
+discipline over several modules. What stands on its own is elsewhere: the run record (run_record.py), the schema and
+its migration (schema.py), the owner's lease (lease.py)."""
 
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from storage import run_record
 from storage.history import differs
 from storage.lease import HEARTBEAT_SECONDS, Owned, Owner
 from storage.schema import (
@@ -24,13 +28,9 @@ from storage.schema import (
     CHANGED,
     DONE,
     FETCHES_COLUMNS,
-    FINISHED,
-    KILLED,
-    LIMIT,
     LINKS_TO_INDEX,
     NEW,
     QUEUED,
-    RUNNING,
     UNCHANGED,
     create_schema,
 )
@@ -74,10 +74,6 @@ class FrontierEntry:
     seq: int = 0  # assigned by the database
     known: Known | None = None  # loaded for a refresh, when the page was fetched before
     lastmod: str | None = None  # a sitemap's <lastmod> for it
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def create_link_index(db: sqlite_utils.Database) -> None:
@@ -203,7 +199,7 @@ class PageStore:
                 "INSERT INTO crawl (id, owner_pid, owner_host, owner_started, heartbeat_at) VALUES (1, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET owner_pid = excluded.owner_pid, owner_host = excluded.owner_host, "
                 "owner_started = excluded.owner_started, heartbeat_at = excluded.heartbeat_at",
-                [me.pid, me.host, me.started, _now()],
+                [me.pid, me.host, me.started, run_record.now()],
             )
         self._owner = me
         self._last_heartbeat = time.monotonic()
@@ -212,7 +208,7 @@ class PageStore:
         """Tell other processes the owner is alive, every `HEARTBEAT_SECONDS` at most."""
         if self._owner is not None and time.monotonic() - self._last_heartbeat >= HEARTBEAT_SECONDS:
             with self.db.atomic():
-                self.db.execute("UPDATE crawl SET heartbeat_at = ? WHERE id = 1", [_now()])
+                self.db.execute("UPDATE crawl SET heartbeat_at = ? WHERE id = 1", [run_record.now()])
             self._last_heartbeat = time.monotonic()
 
     def release(self) -> None:
@@ -243,12 +239,14 @@ class PageStore:
     def save_crawl(self, seeds: Sequence[str], settings: dict[str, Any], made_by: str | None = None) -> None:
         """Record the crawl's seeds and settings (`made_by` only when a new crawl starts)."""
         with self.db.atomic():
-            self.db.execute("INSERT OR IGNORE INTO crawl (id) VALUES (1)")
+            self.db.table("crawl").insert({"id": 1}, ignore=True)
             self.db.execute(
                 "UPDATE crawl SET seeds = ?, settings = ? WHERE id = 1", [json.dumps(list(seeds)), json.dumps(settings)]
             )
             if made_by is not None:
-                self.db.execute("UPDATE crawl SET made_by = ?, created_at = ? WHERE id = 1", [made_by, _now()])
+                self.db.execute(
+                    "UPDATE crawl SET made_by = ?, created_at = ? WHERE id = 1", [made_by, run_record.now()]
+                )
 
     # -- the frontier ---------------------------------------------------------------------------------
 
@@ -264,7 +262,7 @@ class PageStore:
 
     def record_sitemap(self, row: dict[str, Any]) -> None:
         """Record a sitemap fetch of this run (written with the next batch)."""
-        self._sitemaps.append({**row, "run_id": self.run_id, "fetched_at": _now()})
+        self._sitemaps.append({**row, "run_id": self.run_id, "fetched_at": run_record.now()})
 
     def commit(
         self,
@@ -439,64 +437,20 @@ class PageStore:
         seeds to start from), to start a new crawl or pass in this database (the pages stay)."""
         self.flush()
         with self.db.atomic():
-            self.db.execute("DELETE FROM frontier")
-            self.db.conn.executemany(
-                f"INSERT OR IGNORE INTO frontier (url, origin, depth, hops, state) VALUES (?, ?, 0, 0, '{QUEUED}')",
-                [(entry.url, entry.origin) for entry in seeds],
+            self.db.table("frontier").delete_where()
+            self.db.table("frontier").insert_all(
+                ({"url": entry.url, "origin": entry.origin, "depth": 0, "hops": 0, "state": QUEUED} for entry in seeds),
+                ignore=True,  # a seed given twice is queued once
             )
         self.queued, self.done, self.capped = len({entry.url for entry in seeds}), 0, 0
 
-    def last_run_status(self) -> str | None:
-        """How the latest run ended (`running` while it runs, or if it was killed), if there was one."""
-        row = self.db.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        return str(row[0]) if row else None
-
-    # -- runs -----------------------------------------------------------------------------------------
+    # -- runs (the record itself: storage/run_record.py) -----------------------------------------------
 
     def start_run(self, settings: dict[str, Any], seeds: Sequence[str], overrides: dict[str, Any] | None = None,
                   new_pass: bool = True, refresh: bool = False) -> int:  # fmt: skip
-        """Record a new run (status `running`) with its settings, the seeds it was given and the settings it
-        changed from the crawl's (`overrides`), and tag the pages written from now on with its id. It starts a
-        new pass over the site (`new_pass`: a new crawl or a refresh) or continues the last one (a resume). Runs
-        still marked running were killed (only the owner writes runs): they are closed first, with the figures
-        their pages give."""
-        for (stale,) in self.db.execute(f"SELECT id FROM runs WHERE status = '{RUNNING}'").fetchall():
-            ended = self.db.execute("SELECT max(fetched_at) FROM fetches WHERE run_id = ?", [stale]).fetchone()[0]
-            started = self.db.table("runs").get(stale)["started_at"]
-            elapsed = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds() if ended else 0
-            self._finish(stale, {"status": KILLED, "ended_at": ended, "elapsed_s": elapsed})
-        row = {
-            "started_at": _now(),
-            "status": RUNNING,
-            "backend": settings["backend"],
-            "parser": settings["parser"],
-            "concurrency": settings["concurrency"],
-            "per_host": settings["per_host"],
-            "seeds": json.dumps(list(seeds)),
-            "settings": json.dumps(settings),
-            "overrides": json.dumps(overrides or {}),
-            "pass": (self.db.execute("SELECT max(pass) FROM runs").fetchone()[0] or 0) + int(new_pass) or 1,
-            "refresh": int(refresh),
-        }
-        with self.db.atomic():
-            run_id: int = self.db.table("runs").insert(row).last_pk  # type: ignore[assignment]
-        self.run_id = run_id
-        return run_id
-
-    def last_run_refreshed(self) -> bool:
-        """Whether the latest run was a refresh (so that its resume is one too)."""
-        row = self.db.execute("SELECT refresh FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-        return bool(row and row[0])
-
-    def previous_pass_end(self, run_id: int) -> int | None:
-        """The last run of the latest complete pass over the site (it ended `finished` or at `--max-pages`)
-        before `run_id`'s, if there was one."""
-        found = self.db.execute(
-            "SELECT max(id) FROM runs r WHERE pass < (SELECT pass FROM runs WHERE id = ?) "
-            f"AND id = (SELECT max(id) FROM runs WHERE pass = r.pass) AND status IN ('{FINISHED}', '{LIMIT}')",
-            [run_id],
-        ).fetchone()[0]
-        return int(found) if found is not None else None
+        """Open a run (see `run_record.open_run`) and tag the pages written from now on with its id."""
+        self.run_id = run_record.open_run(self.db, settings, seeds, overrides, new_pass, refresh)
+        return self.run_id
 
     def finish_run(self, status: str, measures: dict[str, float | None]) -> None:
         """Write everything queued, then close the current run: its status, the measures the crawl took
@@ -504,45 +458,7 @@ class PageStore:
         pages."""
         self.flush()
         if self.run_id is not None:
-            self._finish(self.run_id, {"status": status, "ended_at": _now(), **measures})
-
-    def _finish(self, run_id: int, fields: dict[str, Any]) -> None:
-        pages, errors, size, fetch_ms, fetches, unchanged, changed, new, saved = self.db.execute(
-            "SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') "
-            "THEN 0 ELSE size END), 0), "
-            "coalesce(sum(elapsed_ms), 0), count(elapsed_ms), "
-            f"count(CASE change WHEN '{UNCHANGED}' THEN 1 END), count(CASE change WHEN '{CHANGED}' THEN 1 END), "
-            f"count(CASE change WHEN '{NEW}' THEN 1 END), "
-            "coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') THEN size END), 0) "
-            "FROM fetches WHERE run_id = ?",
-            [run_id],
-        ).fetchone()
-        elapsed = fields.get("elapsed_s") or 0.0
-
-        def percentile(share: float) -> float | None:
-            if not fetches:
-                return None
-            rank = max(1, math.ceil(fetches * share))  # nearest rank
-            return float(self.db.execute(
-                "SELECT elapsed_ms FROM fetches WHERE run_id = ? AND elapsed_ms IS NOT NULL "
-                "ORDER BY elapsed_ms LIMIT 1 OFFSET ?", [run_id, rank - 1],
-            ).fetchone()[0])  # fmt: skip
-
-        figures = {
-            "pages": pages,
-            "errors": errors,
-            "bytes": size,
-            "pages_per_second": pages / elapsed if elapsed > 0 else None,
-            "latency_p50_ms": percentile(0.5),
-            "latency_p95_ms": percentile(0.95),
-            "fetch_seconds": fetch_ms / 1000,
-            "unchanged": unchanged,
-            "changed": changed,
-            "new": new,
-            "bytes_saved": saved,
-        }
-        with self.db.atomic():
-            self.db.table("runs").update(run_id, {**fields, **figures})
+            run_record.close_run(self.db, self.run_id, {"status": status, "ended_at": run_record.now(), **measures})
 
     def close(self) -> None:
         """Flush, index the links by target, give up ownership and close the database."""

@@ -27,7 +27,8 @@ import pytest
 import sqlite_utils
 
 from crawler.site.server import SiteServer
-from crawler.views.html_report import ReportError, bucket_seconds, render_report
+from crawler.views.html import ReportError, render_report
+from crawler.views.html.charts import bucket_seconds
 from storage import latest_run_ids, open_readonly
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, run_cli
 
@@ -624,6 +625,60 @@ def test_report_of_a_real_crawl(site: SiteServer, tmp_path: Path) -> None:
     assert all(2 <= len(line) <= 120 for line in page.series.values())
     assert list(page.series) == ["#1 asyncio"]
     assert [bar.label for bar in page.charts["chart-backends"]] == ["#1 asyncio"]
+
+
+def chart_ticks(text: str, chart_id: str) -> list[str]:
+    """The tick labels of a chart of the report, in the order drawn."""
+    svg = re.search(rf'<svg id="{chart_id}".*?</svg>', text)
+    assert svg is not None, chart_id
+    return re.findall(r'<text class="tick"[^>]*>([^<]*)</text>', svg.group())
+
+
+def test_the_timeline_draws_every_run_it_lists(site: SiteServer, tmp_path: Path, backend: str) -> None:
+    # A crawl, then a refresh that fetches every page again: `pages` keeps the refresh's fetch of each page only,
+    # but the first run still has its line, with every page it fetched.
+    path = tmp_path / "crawl.db"
+    common = ("--db", str(path), "--backend", backend, "--depth", "5", "--timeout", TEST_TIMEOUT, *FAST_RETRIES)
+    for extra in ((), ("--refresh",)):
+        run = run_cli("crawl", site.url("/"), *common, *extra)
+        assert run.exit_code == 0, run.stderr
+    fetched = dict(sql(path, "SELECT run_id, count(*) FROM fetches GROUP BY run_id"))
+    assert set(fetched) == {1, 2}
+    assert sql(path, "SELECT count(*) FROM pages WHERE run_id = 1")[0][0] == 0  # the refresh overwrote them all
+    page = parse(report(path, run_ids=[1, 2]))
+    labels = [f"#1 {backend}", f"#2 {backend}"]
+    assert list(page.series) == labels
+    assert {label: sum(point.value for point in page.series[label]) for label in labels} == {
+        labels[0]: fetched[1],
+        labels[1]: fetched[2],
+    }
+    for run, label in enumerate(labels, 1):  # the legend lists each line with its pages
+        assert f"{label} {fetched[run]:,} pages" in page.sections["timeline"]
+    assert [bar.label for bar in page.charts["chart-backends"]] == labels
+
+
+def test_a_crawl_in_which_every_page_failed_gets_sensible_axes(site: SiteServer, tmp_path: Path, backend: str) -> None:
+    path = tmp_path / "crawl.db"
+    run = run_cli(
+        "crawl", site.url("/slow.html"), "--db", str(path), "--backend", backend, "--timeout", TEST_TIMEOUT,
+        "--retries", "0",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert sql(path, "SELECT status, error_kind, size FROM pages") == [(None, "timeout", None)]
+    text = report(path)
+    page = parse(text)
+    assert page.tiles["bytes"] == "bytes0 B"
+    assert "No page got a response yet: there are no sizes." in page.sections["sizes"]
+    # No byte came back: the hosts chart has a pages axis only, not a bytes axis from 0 to "1 B".
+    assert [(bar.label, bar.value) for bar in page.charts["chart-hosts"]] == [("127.0.0.1", 1)]
+    assert chart_ticks(text, "chart-hosts") == ["127.0.0.1", "0", "1"]
+    assert "No page brought a byte back, so there are pages only." in page.sections["hosts"]
+    assert values(page.charts["chart-status"]) == {"timeout (no response)": 1}
+    assert sum(point.value for line in page.series.values() for point in line) == 1
+    for chart in page.charts:
+        ticks = [tick for tick in chart_ticks(text, chart) if tick[0].isdigit()]
+        assert len(ticks) == len(set(ticks)) >= 2, (chart, ticks)
+        assert "1 B" not in ticks
 
 
 # -- a real browser -----------------------------------------------------------------------------------------

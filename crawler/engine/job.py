@@ -40,6 +40,9 @@ from storage import (
     PageStore,
     changes,
     check_ours,
+    last_run_refreshed,
+    last_run_status,
+    previous_pass_end,
     read_crawl,
 )
 
@@ -117,7 +120,7 @@ def _plan_refresh(store: PageStore, request: JobRequest, record: CrawlRecord | N
     or that spent its page budget (--max-pages)."""
     if not store.done:
         raise JobError(f"{request.db_path} holds no finished crawl to refresh: crawl first")
-    if store.queued and store.last_run_status() != LIMIT:
+    if store.queued and last_run_status(store.db) != LIMIT:
         raise JobError(f"the crawl in {request.db_path} is unfinished: continue it with --resume (or start anew "
                        "with --restart) before a refresh")  # fmt: skip
     config, overrides = _continued(store, request, record, fixed=False)
@@ -153,7 +156,7 @@ def _plan(store: PageStore, request: JobRequest) -> Job:
         known = record.seeds if record else []
         new_seeds = [url for url in request.seeds if url not in known]
         store.save_crawl(known + new_seeds, config.settings())
-        return Job(config, known + new_seeds, True, overrides, new_seeds, refresh=store.last_run_refreshed())
+        return Job(config, known + new_seeds, True, overrides, new_seeds, refresh=last_run_refreshed(store.db))
     elif request.resume:
         raise NothingToResume(f"{request.db_path} holds no unfinished crawl to resume")
     elif store.done or store.capped:
@@ -265,7 +268,7 @@ def run_job(request: JobRequest, progress: ProgressCallback | None = None,
                 "store_seconds": store.write_seconds,
                 "retries": engine.summary.retries if engine else None,
             })  # fmt: skip
-        previous = store.previous_pass_end(run_id)
+        previous = previous_pass_end(store.db, run_id)
         if job.refresh and status in (FINISHED, LIMIT) and previous is not None:
             job.changes = changes(store.db, previous, run_id)
         return job, summary

@@ -7,8 +7,8 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from http import HTTPStatus
 
+from crawler.words import status_text
 from fetchers import ErrorKind, FetchResult
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -18,10 +18,7 @@ MAX_RETRY_AFTER = 300.0  # a longer Retry-After is not waited for: the page is r
 
 def http_error(status: int) -> str:
     """`HTTP 404 Not Found`: a status and its phrase, for error messages."""
-    try:
-        return f"HTTP {status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
+    return f"HTTP {status_text(status)}"
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

@@ -62,7 +62,7 @@ def main() -> None:
         from gevent import monkey
 
         monkey.patch_all()
-    from crawler.commands.cli import app
+    from crawler.commands import app
 
     app(prog_name="crawler")
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
+import re
+import shlex
+import shutil
+import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -15,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from crawler.commands.cli import app
-from crawler.site.generate import page_path
+from crawler.commands import app, crawl
+from crawler.commands.app import HELP_ORDER
+from crawler.engine.config import SETTINGS
+from crawler.site.generate import generate_site, page_path
 from crawler.site.server import SiteServer
 from crawler.words import human_bytes
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli, run_line
@@ -121,7 +129,7 @@ def test_seeds_default_to_seeds_txt(site: SiteServer, tmp_path: Path) -> None:
         (["stats", "--nope"], "No such option: --nope. Try 'crawler stats -h'."),
         (["nope"], "No such command 'nope'. Try 'crawler -h'."),
         (["--nope"], "No such option: --nope. Try 'crawler -h'."),
-        (["query"], "Missing argument 'sql'. Try 'crawler query -h'."),
+        (["query"], "Missing argument 'SQL'. Try 'crawler query -h'."),
     ],
 )
 def test_a_usage_error_is_one_line_whose_hint_runs(tmp_path: Path, args: list[str], line: str) -> None:
@@ -171,16 +179,59 @@ def test_version_and_short_help() -> None:
     assert "Usage: crawler [OPTIONS] COMMAND" in run_cli("-h").stdout
 
 
+def test_help_names_values_as_a_person_reads_them() -> None:
+    # typer's defaults show Python types: `<bool>`, `<list[str]>`, `<int range> [x>=1]`, `{SQL}`.
+    for command in [[], *([name] for name in HELP_ORDER)]:
+        text = run_cli(*command, "--help").stdout
+        for noise in ("<bool>", "<int", "<float", "<str>", "<path>", "<list", "[x>", "[x<", "{", "}"):
+            assert noise not in text, (command, noise)
+    assert "Usage: crawler query [OPTIONS] SQL" in run_cli("query", "-h").stdout
+    assert "Usage: crawler crawl [OPTIONS] [SEED]..." in run_cli("crawl", "-h").stdout
+    bench = " ".join(run_cli("bench", "-h").stdout.replace("│", " ").split())
+    assert "--site realistic|light Pages as heavy" in bench
+    assert "--latency-ms MS Server delay" in bench
+
+
+def test_a_range_hidden_from_help_is_still_enforced() -> None:
+    run = run_cli("crawl", "--concurrency", "0", "http://127.0.0.1:9/")
+    assert (run.exit_code, run.stderr) == (
+        2, "Error: Invalid value for '--concurrency': Input should be greater than or equal to 1. "
+           "Try 'crawler crawl -h'.\n",
+    )  # fmt: skip
+
+
+def test_help_lists_the_commands_in_their_order() -> None:
+    listed = [line.split()[1] for line in run_cli("--help").stdout.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha()
+              and line[2] != " "]  # fmt: skip
+    assert listed == [name for name in HELP_ORDER if name in listed]
+    assert set(listed) >= {"crawl", "demo", "bench", "stats", "query", "serve"}
+
+
+def test_every_crawl_option_is_a_crawl_setting_or_named_as_not_one() -> None:
+    # The crawl command hands the settings the user named to the job by their CrawlConfig names: an option
+    # renamed on one side only would be silently dropped.
+    crawl_command = next(command for command in app.registered_commands if command.callback is crawl.crawl)
+    assert crawl_command.callback is not None
+    options = set(inspect.signature(crawl_command.callback).parameters) - {"ctx"}
+    settings = {crawl.NEGATED.get(name, name) for name in SETTINGS}
+    assert options - crawl.NOT_SETTINGS <= settings
+    assert options >= crawl.NOT_SETTINGS
+    assert settings - options == {"max_redirects", "max_url_length"}  # settings without an option, on purpose
+
+
 def test_crawl_help_states_every_default() -> None:
     text = " ".join(run_cli("crawl", "--help").stdout.replace("│", " ").split())
     for fragment in [
         "Seed files (one URL a line, # comments) or URLs. [default: (seeds.txt)]",
         "[default: asyncio]",
         "[default: crawl.db]",
-        "--concurrency <int range> [x>=1] Requests in flight at once. [default: 8]",
+        "--concurrency N Requests in flight at once. [default: 8]",
+        "--delay SECONDS Seconds between requests to one host",
+        "--max-size BYTES Bytes of a body to keep",
         "(0: the seeds only). [default: 2]",
         "Stop after fetching this many pages (in all the runs of a crawl). [default: 500]",
-        "--same-host --any-host <bool> Follow links only to the seeds' hosts, or anywhere. [default: same-host]",
+        "--same-host --any-host Follow links only to the seeds' hosts, or anywhere. [default: same-host]",
         "connecting to last byte. [default: 30.0]",
         "Seconds to wait for a connection. [default: 10.0]",
         "Requests in flight at once to one host. [default: 2]",
@@ -189,7 +240,7 @@ def test_crawl_help_states_every_default() -> None:
         "503 or 504. [default: 2]",
         "doubles each time, with jitter. [default: 1.0]",
         "the rest is cut off. [default: 10485760]",
-        "--ignore-robots --obey-robots <bool> Do not fetch robots.txt or obey it. [default: obey-robots]",
+        "--ignore-robots --obey-robots Do not fetch robots.txt or obey it. [default: obey-robots]",
         "--ignore-nofollow",
         "--resume",
         "--restart",
@@ -454,3 +505,96 @@ def test_bench_prints_a_table() -> None:
     header, _, row = run.stdout.splitlines()
     assert header.split()[:4] == ["backend", "pages", "pages/s", "CPU"]
     assert row.split()[0] == "thread" and row.split()[-1] == "ok"
+
+
+def _can_mount_read_only() -> bool:
+    """Whether this machine lets a test mount a file system read-only in a mount namespace of its own."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = "d=$(mktemp -d) && mount -t tmpfs tmpfs $d && mount -o remount,ro $d && umount $d && rmdir $d"
+    return subprocess.run(["unshare", "-m", "sh", "-c", probe], capture_output=True, check=False).returncode == 0
+
+
+READ_COMMANDS = [
+    ["stats"], ["top"], ["runs"], ["compare"], ["broken"], ["query", "SELECT count(*) AS n FROM pages"],
+    ["export", "-t", "links"], ["report", "-o", "/dev/null"],
+]  # fmt: skip
+
+
+@pytest.mark.skipif(not _can_mount_read_only(), reason="needs `unshare -m` (root) to mount a read-only file system")
+def test_read_commands_read_a_database_on_read_only_media(crawled: Path, tmp_path: Path) -> None:
+    # A crawl database in WAL mode, on a read-only file system (a CD, a read-only share), was "not a SQLite
+    # database": SQLite could not create its -shm file, even to read. Each command runs in a mount namespace
+    # where a tmpfs holding a copy of the database is remounted read-only.
+    mount = tmp_path / "media"
+    mount.mkdir()
+    expected = {" ".join(args): run_cli(*args, "--db", str(crawled)) for args in READ_COMMANDS}
+    script = [f"mount -t tmpfs tmpfs {mount}", f"cp {crawled} {mount}/crawl.db", f"mount -o remount,ro {mount}"]
+    for args in READ_COMMANDS:
+        line = shlex.join([sys.executable, "-m", "crawler", *args, "--db", f"{mount}/crawl.db"])
+        script.append(f"echo '@@@ {' '.join(args)}'; {line}; echo \"rc=$?\"; ls {mount}")
+    done = subprocess.run(["unshare", "-m", "sh", "-c", "; ".join(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0 and "Error" not in done.stderr, done.stderr
+    sections = done.stdout.split("@@@ ")[1:]
+    assert len(sections) == len(READ_COMMANDS)
+    for section, args in zip(sections, READ_COMMANDS, strict=True):
+        name, _, rest = section.partition("\n")
+        assert name == " ".join(args)
+        output, _, listing = rest.rpartition("rc=")
+        code, _, files = listing.partition("\n")
+        assert (code, files.split()) == ("0", ["crawl.db"]), (name, section)  # and no -wal or -shm left
+        want = expected[name].stdout.replace(str(crawled), f"{mount}/crawl.db")
+        if args[0] == "report":  # the report names its database: its size differs with the path
+            want, output = want.partition("(")[0], output.partition("(")[0]
+        assert output == want, name
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=lambda signum: signum.name)
+def test_site_serves_the_generated_site_and_its_hint_crawls_all_of_it(
+    tmp_path: Path, stop_with: signal.Signals
+) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "crawler", "site", "--pages", "30", "--profile", "light", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    ) as server:  # fmt: skip
+        try:
+            assert server.stdout is not None and server.stderr is not None
+            serving = server.stdout.readline()
+            origin = serving.removeprefix("Serving ").partition("/ ")[0]
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", origin), serving
+            assert serving == f"Serving {origin}/ (Ctrl-C to stop). Crawl it with:\n"
+            hint = server.stdout.readline().strip()
+            assert hint == (f"crawler crawl {origin}/ --depth 30 --max-pages 160 --per-host 16 --concurrency 16 "
+                            "--db site.db")  # fmt: skip
+            run = run_line(hint, cwd=tmp_path)
+            assert run.exit_code == 0, run.stderr
+            site = generate_site(30, 1, profile="light")
+            fetched = {row["url"].removeprefix(origin): row["status"] for row in rows(tmp_path / "site.db")}
+            served = {path: resource.status for path, resource in site.items() if path in fetched}
+            assert served == {path: fetched[path] for path in served}
+            assert {path for path, status in fetched.items() if status == 200} == {
+                path for path, resource in site.items() if resource.status == 200 and path != "/robots.txt"
+            }
+            server.send_signal(stop_with)
+            assert server.wait(10) == 0  # a server stopped as servers are: a clean exit
+            said = server.stderr.read()
+            assert re.fullmatch(
+                r"Generating a light site of 30 pages \(seed 1\) \.\.\.\nGenerated in \d+\.\d s\.\n", said
+            ), said
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+
+def test_site_on_a_busy_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_line(f"crawler site --pages 5 --port {port}")
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr.splitlines()[-1] == (
+        f"Error: cannot serve on port {port} of 127.0.0.1: Address already in use; choose another with --port (0: any)"
+    )

@@ -51,11 +51,15 @@ START_SECONDS = 30.0
 # when asked, rather than being killed once that ran out.
 PROMPT_SECONDS = 5.0
 # Runs serve() as `crawler serve` will, in a process of its own, so that a SIGINT to it is a Ctrl-C.
+# It announces the URL as `crawler serve` does, and shows Datasette's log, which the tests read.
 SERVE_SCRIPT = (
-    "import sys; from pathlib import Path; from crawler.views.serve import serve; sys.exit(serve(Path(sys.argv[1]), 0))"
+    "import sys; from pathlib import Path; from crawler.views.serve import serve; "
+    "sys.exit(serve(Path(sys.argv[1]), 0, on_ready=lambda url: print(f'at {url}/', flush=True), log=sys.stderr))"
 )
-# `crawler serve` itself, for the tests of what it does on a signal.
-CLI = ["-m", "crawler", "serve", "--port", "0", "--db"]
+# `crawler serve` itself, for the tests of what it does on a signal (with Datasette's log, which they read).
+CLI = ["-m", "crawler", "serve", "--port", "0", "--log", "--db"]
+# What `crawler serve` prints, and all it prints, while it serves.
+SERVING = re.compile(r"at (http://127\.0\.0\.1:\d+)/")
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 only, whatever the env says
 
 
@@ -121,20 +125,20 @@ def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
     process = subprocess.Popen(
         [sys.executable, *(command or ["-c", SERVE_SCRIPT]), str(db)],
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group: a signal to it reaches Datasette only through serve()
     )
-    assert process.stderr is not None
-    stderr = process.stderr
+    assert process.stdout is not None
+    output = process.stdout
     log: list[str] = []
     listening = threading.Event()
 
     def drain() -> None:  # Datasette logs every request: read on, so that it never blocks on a full pipe
-        for line in stderr:
+        for line in output:
             log.append(line)
-            if "Uvicorn running on" in line:
+            if SERVING.search(line):
                 listening.set()
 
     reader = threading.Thread(target=drain, daemon=True)
@@ -145,7 +149,7 @@ def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
         while not listening.wait(0.1):
             assert process.poll() is None, "".join(log)
             assert time.monotonic() < deadline, "".join(log)
-        match = re.search(r"Uvicorn running on (http://[\d.]+:\d+)", "".join(log))
+        match = SERVING.search("".join(log))
         assert match, "".join(log)
         [datasette] = psutil.Process(process.pid).children()
         yield Served(process, log, match[1], datasette)
@@ -155,7 +159,7 @@ def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         reader.join(10)
-        stderr.close()
+        output.close()
 
 
 @contextmanager
@@ -176,10 +180,15 @@ def served(db: Path, stop_with: signal.Signals = signal.SIGINT, command: list[st
     assert took < PROMPT_SECONDS, (took, log)
     # (Datasette logs a traceback for a 500, which test_writes_are_refused provokes, so only stopping's log.)
     assert "Traceback" not in "".join(server.log[served_log:]), log
-    assert "Finished server process" in log  # Datasette shut down, not merely orphaned ...
+    if len(server.log) > 1:  # Datasette's log was shown (--log): it shut down, not merely orphaned ...
+        assert "Finished server process" in log
+    else:  # ... or all that was said was where to look
+        assert SERVING.search(log), log
     assert not server.datasette.is_running()  # ... and is gone (serve() reaped it: not even a zombie)
     assert not accepts_connections(server.port)
     assert not server.folder.exists()  # its metadata file is gone
+    # Datasette's read-only connections leave -wal and -shm files; serve removes them once it has stopped it.
+    assert sorted(path.name for path in db.parent.glob(db.name + "*")) == [db.name]
 
 
 def dead(process: psutil.Process) -> bool:
@@ -197,6 +206,29 @@ def accepts_connections(port: int) -> bool:
     except ConnectionRefusedError:
         return False
     return True
+
+
+def test_serve_says_one_line_and_keeps_datasettes_log_to_itself(crawled: Path) -> None:
+    # uvicorn's log used to fill the terminal, and a query Datasette refuses with a 500 printed a traceback.
+    command = ["-m", "crawler", "serve", "--port", "0", "--db"]
+    with launched(crawled, command) as server:
+        for name in CANNED_QUERIES:  # a POST to a canned query: a 500 in Datasette 0.65.5, with a traceback
+            server.request(f"/crawl/{name}", b"sql=DELETE+FROM+pages")
+        assert server.get("/crawl.json", sql="SELECT count(*) AS n FROM pages")[0] == 200
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(30) == 0
+    assert server.log == [f"Serving {crawled} read-only at {server.url}/ (Ctrl-C to stop)\n"]
+
+
+def test_datasettes_last_words_are_shown_when_it_dies_by_itself(crawled: Path) -> None:
+    # The log kept from the terminal is not lost when it would explain something: Datasette killed under
+    # serve() (by the OOM killer, say) ends serve with its exit code, and its last lines of log.
+    command = ["-m", "crawler", "serve", "--port", "0", "--db"]
+    with launched(crawled, command) as server:
+        server.datasette.kill()
+        assert server.process.wait(30) == 128 + signal.SIGKILL
+    assert server.log[0] == f"Serving {crawled} read-only at {server.url}/ (Ctrl-C to stop)\n"
+    assert any(line.startswith("INFO:     Uvicorn running on ") for line in server.log[1:]), server.log
 
 
 @pytest.fixture(scope="module")
@@ -428,10 +460,13 @@ def test_a_port_in_use_is_one_line_and_exit_2(crawled: Path) -> None:
 
 
 @pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda signum: signum.name)
-def test_a_signal_stops_it_as_ctrl_c_does(crawled: Path, stop_with: signal.Signals) -> None:
+def test_a_signal_stops_it_as_ctrl_c_does(crawled: Path, stop_with: signal.Signals, tmp_path: Path) -> None:
     # SIGTERM (kill, systemd, docker stop) and SIGHUP (the terminal closed) used to kill `crawler serve` alone,
-    # leaving Datasette on the port and the metadata folder behind; served() checks that all of it stops.
-    with served(crawled, stop_with, CLI) as server:
+    # leaving Datasette on the port and the metadata folder behind; served() checks that all of it stops. (A
+    # copy of the database: the module's server keeps the shared one open, with its -wal and -shm files.)
+    db = tmp_path / "crawl.db"
+    shutil.copyfile(crawled, db)
+    with served(db, stop_with, CLI) as server:
         assert server.get("/-/versions.json")[0] == 200
 
 

@@ -99,7 +99,9 @@ class Engine:
         self._last_tick = time.monotonic()
         self._start = time.perf_counter()
         self._random = random.Random()
-        self.summary = CrawlSummary(backend=config.backend, resumed_from=frontier.resumed_from)
+        self.summary = CrawlSummary(
+            backend=config.backend, resumed_from=frontier.resumed_from, max_pages=config.max_pages
+        )
 
     # -- submitting ----------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Progress while a crawl runs: a live status line on a terminal (rich), plain periodic lines when the
-output is a file or a pipe, or nothing (--quiet)."""
+"""Progress while a crawl runs: on a terminal a live display (rich: time elapsed, a status line, and a bar
+with the time left when --max-pages bounds the crawl), plain periodic lines when the output is a file or a
+pipe, or nothing (--quiet)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from crawler.engine.summary import CrawlSummary
@@ -35,6 +38,37 @@ def status_line(summary: CrawlSummary) -> str:
         f"{summary.pages_per_second:,.1f} pages/s  "
         f"{human_bytes(summary.bytes)}"
     )
+
+
+def clock(seconds: float) -> str:
+    """12.5 -> '0:12', 3725 -> '1:02:05': a duration as a clock shows it."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def bounded(summary: CrawlSummary) -> bool:
+    """Whether --max-pages bounds the crawl: the pages done and queued reach the budget, so the budget is the
+    crawl's end (until then the frontier's size, which grows with every page, is no estimate of it)."""
+    done = summary.resumed_from + summary.pages
+    return summary.max_pages > 0 and done + summary.queued >= summary.max_pages
+
+
+def live_view(summary: CrawlSummary) -> RenderableType:
+    """The live display: time elapsed and the status line; when --max-pages bounds the crawl, above them a bar
+    of the budget done and the time left at this run's rate."""
+    status = Text(f"{clock(summary.elapsed)} elapsed  {status_line(summary)}")
+    if not bounded(summary):
+        return status
+    done = min(summary.resumed_from + summary.pages, summary.max_pages)
+    rate = summary.pages_per_second
+    left = clock((summary.max_pages - done) / rate) if rate > 0 else "-:--"
+    bar = Table.grid(padding=(0, 2))
+    bar.add_row(
+        ProgressBar(total=summary.max_pages, completed=done, width=40),
+        Text(f"{done:,}/{summary.max_pages:,} pages (--max-pages)  {left} left"),
+    )
+    return Group(bar, status)
 
 
 class ProgressDisplay:
@@ -63,7 +97,7 @@ class ProgressDisplay:
 
     def __call__(self, summary: CrawlSummary) -> None:
         if self._live is not None:
-            self._live.update(Text(status_line(summary)), refresh=True)
+            self._live.update(live_view(summary), refresh=True)
         elif self.mode is Mode.LOG and time.monotonic() - self._last_log >= LOG_INTERVAL:
             self._last_log = time.monotonic()
             print(f"[{summary.elapsed:7.1f} s] {status_line(summary)}", file=self._stream, flush=True)

@@ -16,14 +16,17 @@ is always freed; only the small metadata folder in the temp directory is then le
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import importlib.util
 import json
 import os
 import queue
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,11 +34,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import IO, Any, TextIO
 
 from crawler.engine.signals import handling
 from crawler.words import install_hint
-from storage import broken_links_sql, open_readonly
+from storage import StorageError, broken_links_sql, open_readonly
 from storage.columns import TABLES, plain
 
 HOST = "127.0.0.1"
@@ -197,12 +200,22 @@ def port_taken(port: int) -> bool:
         return False
 
 
-def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -> int:
+def serve(
+    db_path: Path,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = False,
+    on_ready: Callable[[str], None] | None = None,
+    log: TextIO | None = None,
+) -> int:
     """Serve the page database read-only with Datasette on 127.0.0.1:`port` until it stops, or until Ctrl-C,
     SIGTERM or SIGHUP stops it (see the module's docstring); returns 0 after such a signal, else Datasette's
-    exit code (128+signum if a signal killed it). Raises `DatasetteMissing` without Datasette,
-    `storage.StorageError` if `db_path` is missing or not a page database, and `ServeError` for a path
-    Datasette cannot open."""
+    exit code (128+signum if a signal killed it), its last lines of log written to `log` or stderr.
+
+    `on_ready(url)` is called once Datasette listens. Datasette's own log (uvicorn's, with a traceback for a
+    query it refuses) goes to `log` if given, and is otherwise kept from the terminal.
+
+    Raises `DatasetteMissing` without Datasette, `storage.StorageError` if `db_path` is missing or not a page
+    database, and `ServeError` for a path Datasette cannot open."""
     if not datasette_installed():
         raise DatasetteMissing
     open_readonly(db_path).close()  # StorageError, worded for the user, if it is no page database
@@ -220,15 +233,63 @@ def serve(db_path: Path, port: int = DEFAULT_PORT, open_browser: bool = False) -
         if signals.received():
             return 0  # stopped before Datasette started
         command = datasette_command(db_path, port, metadata_path, open_browser)
-        process = subprocess.Popen(command, preexec_fn=die_with_parent())
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
+        )
+        assert process.stdout is not None
+        output = DatasetteLog(process.stdout, on_ready, log)
         try:
             stopped = signals.wait(process)
         finally:
             signals.stopping = process  # from here on, a further signal kills Datasette at once
             stop(process)
+            output.join()
+            # Datasette's read-only connections leave the -wal and -shm files behind; the last connection to
+            # close, if it may write, removes them (open_readonly's, unless a crawl is still writing).
+            with contextlib.suppress(StorageError, sqlite3.Error):
+                open_readonly(db_path).close()
         if stopped or signals.received():
             return 0
+        if log is None:  # Datasette stopped by itself: its last words say why
+            sys.stderr.writelines(output.tail)
         return exit_code(process.returncode)
+
+
+# uvicorn's line once it listens, which names the address (the port, when Datasette was given port 0).
+LISTENING = re.compile(r"Uvicorn running on (http://\S+)")
+TAIL_LINES = 20
+
+
+class DatasetteLog:
+    """Datasette's output (its log and uvicorn's), read to the end on a thread of its own so that Datasette
+    never blocks on a full pipe: the listening line calls `on_ready` with the URL; every line goes to `log`
+    if given; the last `TAIL_LINES` are kept, to explain an exit."""
+
+    def __init__(
+        self, stream: IO[bytes], on_ready: Callable[[str], None] | None = None, log: TextIO | None = None
+    ) -> None:
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._stream, self._on_ready, self._log = stream, on_ready, log
+        self._thread = threading.Thread(target=self._read, name="datasette-log", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        ready = False
+        for raw in self._stream:
+            line = raw.decode(errors="replace")
+            self.tail.append(line)
+            if self._log is not None:
+                self._log.write(line)
+                self._log.flush()
+            if not ready and (match := LISTENING.search(line)):
+                ready = True
+                if self._on_ready is not None:
+                    self._on_ready(match[1])
+        self._stream.close()
+
+    def join(self) -> None:
+        """Wait until Datasette's output has ended (it has exited) and been read."""
+        self._thread.join()
 
 
 class StopSignals:

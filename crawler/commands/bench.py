@@ -1,0 +1,134 @@
+"""`crawler bench` (every backend and the peers on one generated site, measured and checked) and `crawler site`
+(that site, served for crawls of your own)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from crawler.commands.app import DEFAULT_PARSER_CHOICE, Backend, ParserOption, Peer, SiteProfile, app, fail
+from crawler.words import install_hint
+
+if TYPE_CHECKING:
+    from crawler.bench.measure import RunResult
+
+
+REALISTIC = SiteProfile("realistic")
+
+
+@app.command()
+def bench(
+    pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 2000,
+    backends: Annotated[
+        list[Backend] | None,
+        typer.Option("--backend", "-b", help="Backends to measure (repeat the option).", show_default="all four"),
+    ] = None,
+    parser: ParserOption = DEFAULT_PARSER_CHOICE,
+    rounds: Annotated[int, typer.Option(min=1, help="Crawls per backend; the table shows medians.")] = 3,
+    latency_ms: Annotated[
+        float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")
+    ] = 0.0,
+    hosts: Annotated[int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 64,
+    per_host: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight per host.", show_default="--concurrency")
+    ] = None,
+    site: Annotated[
+        SiteProfile,
+        typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones."),
+    ] = REALISTIC,
+    peers: Annotated[
+        list[Peer] | None,
+        typer.Option(
+            "--peer",
+            help=f"Also measure a peer: scrapy ({install_hint('bench')}) or lean, a minimal aiohttp + lxml loop "
+            "(repeat the option).",
+        ),
+    ] = None,
+    crawl_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", min=1, help="Seconds a crawl may take before it is killed and the bench fails."
+        ),
+    ] = 600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
+) -> None:
+    """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
+    from crawler.bench.measure import BenchOptions, helpers_note, medians, render
+    from crawler.bench.measure import run as run_bench
+    from crawler.site.server import SiteOptions
+
+    options = BenchOptions(
+        site=SiteOptions(pages=pages, hosts=hosts, latency_ms=latency_ms, profile=site.value),
+        backends=[backend.value for backend in backends or list(Backend)],
+        parser=parser.value,
+        rounds=rounds,
+        concurrency=concurrency,
+        per_host=per_host or concurrency,
+        peers=[peer.value for peer in peers or []],
+        crawl_timeout=crawl_timeout,
+    )
+
+    def progress(result: RunResult) -> None:
+        if not as_json:
+            typer.echo(f"  {result.backend:8} {result.pages:,} pages in {result.seconds:.2f} s "
+                       f"({result.pages_per_second:,.0f} pages/s)", err=True)  # fmt: skip
+
+    typer.echo(
+        f"Benchmark: {pages:,} {site.value} pages x {hosts} host(s), latency {latency_ms:g} ms, "
+        f"concurrency {concurrency}, parser {parser.value}, {rounds} round(s)", err=True,
+    )  # fmt: skip
+    try:
+        results = run_bench(options, progress, on_skip=lambda reason: typer.echo(reason, err=True))
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
+    rows = medians(results)
+    if as_json:
+        record = {"runs": [asdict(result) for result in results], "medians": [asdict(row) for row in rows]}
+        typer.echo(json.dumps(record, indent=2))
+    else:
+        typer.echo(render(rows))
+        for line in helpers_note(rows):
+            typer.echo(line)
+    if not all(row.correct for row in rows):
+        for result in results:
+            for problem in result.problems[:5]:
+                typer.echo(f"{result.backend}: {problem}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def site(
+    pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 1000,
+    profile: Annotated[
+        SiteProfile,
+        typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones."),
+    ] = REALISTIC,
+    seed: Annotated[int, typer.Option(help="Another seed, another site; the same seed, the same site.")] = 1,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0: any free one).")] = 8000,
+    hosts: Annotated[
+        int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each, on one port.")
+    ] = 1,
+    latency_ms: Annotated[
+        float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")
+    ] = 0.0,
+) -> None:
+    """Serve the generated site that `crawler demo` and `crawler bench` crawl, on 127.0.0.1, until Ctrl-C:
+    a site of your own to try settings on, or to crawl with other tools."""
+    from crawler.site.server import SiteOptions, serve_until_stopped
+
+    options = SiteOptions(pages=pages, seed=seed, hosts=hosts, latency_ms=latency_ms, profile=profile.value)
+
+    def ready(origins: list[str]) -> None:
+        typer.echo(f"Serving {', '.join(origin + '/' for origin in origins)} (Ctrl-C to stop). Crawl it with:")
+        limits = f"--depth {pages} --max-pages {hosts * (2 * pages + 100)}"
+        typer.echo(f"  crawler crawl {' '.join(origin + '/' for origin in origins)} {limits} --per-host 16 "
+                   "--concurrency 16 --db site.db")  # fmt: skip
+
+    try:
+        serve_until_stopped(options, port, lambda line: typer.echo(line, err=True), ready)
+    except OSError as exc:
+        fail(f"cannot serve on port {port} of 127.0.0.1: {exc.strerror or exc}; choose another with --port (0: any)")

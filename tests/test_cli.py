@@ -163,8 +163,9 @@ def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
     assert sorted(commands) == [
         "bench", "broken", "changes", "compare", "crawl", "demo", "export", "query", "report", "runs", "schema",
-        "serve", "stats", "top",
+        "serve", "site", "stats", "top",
     ]  # fmt: skip
+    assert sorted(commands) == sorted(HELP_ORDER)
     for command in commands:
         run = run_cli(command, "--help")
         assert run.exit_code == 0

@@ -58,8 +58,11 @@ def _readable_help(command: Any, ctx: Any) -> None:
     for param in command.get_params(ctx):
         if getattr(param, "is_flag", False) or param.param_type_name == "argument":
             setattr(param, "display_type_rich", lambda ctx: None)  # noqa: B010 (typer's hook, no public option)
-        if param.param_type_name == "argument" and param.required and param.nargs == 1:
-            # The usage line as Unix tools write it: `crawler query SQL`, where typer writes `{SQL}`.
+        if param.param_type_name == "argument" and (
+            (param.required and param.nargs == 1) or (param.metavar or "").startswith("[")
+        ):
+            # The usage line as Unix tools write it: `crawler query SQL` where typer writes `{SQL}`, and an
+            # optional argument's own metavar (`[RUN_A [RUN_B]]`) where typer wraps it again (`[[RUN_A ...]]...`).
             usage = param.metavar or param.name.upper()
             setattr(param, "_usage_display_name", lambda usage=usage: usage)  # noqa: B010
         elif param.metavar is None:
@@ -145,11 +148,20 @@ DEFAULT_PARSER_CHOICE = ParserName(DEFAULT_PARSER)
 
 BackendOption = Annotated[
     Backend,
-    typer.Option("--backend", "-b", help="Concurrency model: asyncio (aiohttp), thread, process or gevent (requests)."),
+    typer.Option(
+        "--backend",
+        "-b",
+        metavar="NAME",
+        help="Concurrency model: asyncio (aiohttp), thread, process or gevent (requests).",
+    ),
 ]
 ParserOption = Annotated[
     ParserName,
-    typer.Option("--parser", help="HTML parser: lxml (libxml2 directly) or bs4 (beautifulsoup4: the same, slower)."),
+    typer.Option(
+        "--parser",
+        metavar="NAME",
+        help="HTML parser: lxml (libxml2 directly) or bs4 (beautifulsoup4: the same, slower).",
+    ),
 ]
 DbOption = Annotated[Path, typer.Option("--db", help="The SQLite page database.")]
 
@@ -169,9 +181,5 @@ def open_db(db: Path) -> sqlite_utils.Database:
 
 
 HostFilter = Annotated[str | None, typer.Option("--host", help="Only pages from this host.")]
-
-
 RunFilter = Annotated[int | None, typer.Option("--run", help="Only pages fetched by this run (see `crawler runs`).")]
-
-
 JsonFlag = Annotated[bool, typer.Option("--json", help="Output JSON.")]

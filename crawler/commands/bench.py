@@ -24,7 +24,13 @@ def bench(
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 2000,
     backends: Annotated[
         list[Backend] | None,
-        typer.Option("--backend", "-b", help="Backends to measure (repeat the option).", show_default="all four"),
+        typer.Option(
+            "--backend",
+            "-b",
+            metavar="NAME",
+            help=f"A backend to measure: {', '.join(Backend)} (repeat the option).",
+            show_default="all four",
+        ),
     ] = None,
     parser: ParserOption = DEFAULT_PARSER_CHOICE,
     rounds: Annotated[int, typer.Option(min=1, help="Crawls per backend; the table shows medians.")] = 3,

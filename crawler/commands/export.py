@@ -17,7 +17,7 @@ from crawler.commands.app import DbOption, app, fail, open_db
 from crawler.engine.config import DEFAULT_DB
 from crawler.views.html import ReportError, render_report
 from crawler.words import human_bytes
-from storage import StorageError, table_rows
+from storage import EXPORT_TABLES, StorageError, table_rows
 
 
 class ExportFormat(StrEnum):
@@ -67,20 +67,17 @@ SUFFIXES = {
 }
 
 
-class ExportTable(StrEnum):
-    """The tables `crawler export` writes (see `storage.EXPORT_TABLES`)."""
-
-    pages = "pages"
-    fetches = "fetches"
-    links = "links"
-    runs = "runs"
-    frontier = "frontier"
-    sitemaps = "sitemaps"
+# The tables `crawler export` writes, from storage's list of them (typer wants an Enum).
+ExportTable = StrEnum("ExportTable", {name: name for name in EXPORT_TABLES})  # type: ignore[misc]
+PAGES = ExportTable("pages")
 
 
 @app.command()
 def export(
-    table_name: Annotated[ExportTable, typer.Option("--table", "-t", help="The table to export.")] = ExportTable.pages,
+    table_name: Annotated[
+        ExportTable,
+        typer.Option("--table", "-t", metavar="TABLE", help=f"The table to export: {', '.join(EXPORT_TABLES)}."),
+    ] = PAGES,
     export_format: Annotated[
         ExportFormat | None,
         typer.Option(

@@ -113,7 +113,9 @@ LINKS_TO_INDEX = "idx_links_to_url"
 
 
 def _add_missing(table: sqlite_utils.db.Table, columns: dict[str, type]) -> None:
-    """Add the columns a table written by an earlier release lacks (NULL in its rows)."""
+    """Add the columns a table written by an earlier release lacks (NULL in its rows), with the types the
+    schema declares. sqlite-utils' `alter=True` adds columns the same way (`add_column`), but with types guessed
+    from a row's values; `create(transform=True)` would copy the whole table to change anything else."""
     known = table.columns_dict
     for name, kind in columns.items():
         if name not in known:

@@ -3,46 +3,32 @@ and checked.
 
 The site is served from a process of its own (so the server does not share the crawler's interpreter);
 each crawl runs as a subprocess in a session of its own (so gevent's patching stays in its own process, and
-the whole tree can be timed out and killed). CPU seconds are the kernel's rusage of every process the crawl
-started: this process becomes a child subreaper, so the processes the crawl leaves unwaited (the `process`
-backend's forkserver, which waited for its workers) are re-parented here and waited for. Peak RSS is the
-largest sum of RSS over the crawl's process tree, sampled every 50 ms; the parse/store split is the engine's
-own accounting of its main thread. After each crawl the server says how often it served each URL: a page
-served twice is a problem, like a missing one or a wrong size.
+the whole tree can be timed out and killed), measured by process_tree.py: the CPU of every process it started,
+the largest sum of RSS over the tree; the parse/store split is the engine's own accounting of its main thread.
+After each crawl the server says how often it served each URL: a page served twice is a problem, like a
+missing one or a wrong size.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
-import os
-import resource
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
 from crawler.bench.peers import EXIT_SCRAPY_MISSING
+from crawler.bench.process_tree import measure, signals_end_the_bench, subreaper
 from crawler.engine.config import DEFAULT_PARSER
 from crawler.engine.metrics import cpu_seconds, ms_per, per_second, share
-from crawler.engine.signals import handling
 from crawler.site.server import ServerProcess, SiteOptions, serve_in_subprocess
 from crawler.views.text import table
 from storage import ok_page_sizes, open_readonly
-
-SAMPLE_SECONDS = 0.05
-PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
-ORPHAN_GRACE = 5.0  # seconds the crawl's leftover processes get to exit by themselves before they are killed
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,147 +98,6 @@ def check(db: Path, expected: dict[str, int], served: Counter[str] | None = None
     return problems
 
 
-@contextlib.contextmanager
-def _subreaper() -> Iterator[None]:
-    """While the block runs, the processes a crawl leaves behind are re-parented to this one when their parent
-    dies, so that they can be waited for (their CPU counted, nothing left running). Linux only; elsewhere
-    they go uncounted."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-    if prctl is not None:
-        prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    try:
-        yield
-    finally:
-        if prctl is not None:
-            prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
-
-
-@contextlib.contextmanager
-def _signals_end_the_bench() -> Iterator[None]:
-    """While the block runs, SIGTERM and SIGHUP end the bench as Ctrl-C does: the crawl being measured (in a
-    session of its own, out of the terminal's reach) is killed with its whole group, the server stopped and
-    the temporary files removed; the exit status is 128 + the signal. Only the main thread can set handlers."""
-
-    def stop(signum: int, _: object) -> None:
-        raise SystemExit(128 + signum)
-
-    with handling((signal.SIGTERM, signal.SIGHUP), stop):  # an ignored SIGHUP (nohup) stays ignored
-        yield
-
-
-@dataclass(slots=True)
-class _Tree:
-    """What was measured of one crawl's process tree."""
-
-    returncode: int
-    timed_out: bool
-    cpu_seconds: float
-    orphan_cpu_seconds: float
-    peak_rss: int
-    peak_helpers: int  # processes besides the crawl's own at the memory peak (pool workers, forkserver...)
-    peak_helpers_rss: int  # their RSS then
-    peak_helpers_uss: int  # their unique memory then
-    errors: str
-
-
-def _cpu(usage: resource.struct_rusage) -> float:
-    return usage.ru_utime + usage.ru_stime
-
-
-def _uss(member: psutil.Process) -> int:
-    """The memory only this process holds (0 once it is gone)."""
-    try:
-        return int(member.memory_full_info().uss)
-    except psutil.NoSuchProcess:
-        return 0
-
-
-def _reap_orphans(seen: dict[int, float], group: int) -> float:
-    """Wait for the processes of the crawl's tree that were re-parented here; kill what is still running after
-    ORPHAN_GRACE. Returns their CPU seconds (their own waited children's included)."""
-    me = os.getpid()
-    cpu = 0.0
-    deadline = time.monotonic() + ORPHAN_GRACE
-    while True:
-        alive = []
-        for pid, created in seen.items():
-            try:
-                process = psutil.Process(pid)
-                if process.create_time() != created:
-                    continue
-                alive.append(pid)
-                if process.ppid() != me:
-                    continue
-            except psutil.NoSuchProcess:
-                continue
-            reaped, _, usage = os.wait4(pid, os.WNOHANG)
-            if reaped:
-                cpu += _cpu(usage)
-        if not alive:
-            return cpu
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                os.killpg(group, signal.SIGKILL)
-        time.sleep(SAMPLE_SECONDS / 5)
-
-
-def _measure(command: list[str], timeout: float) -> _Tree:
-    """Run `command` in a session of its own and measure its whole process tree; kill the tree if it runs
-    past `timeout` seconds, or if this process is interrupted."""
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True)
-        group = process.pid
-        peak = helpers = helpers_rss = helpers_uss = 0
-        seen: dict[int, float] = {}  # pid -> create time of every descendant sampled
-        done = threading.Event()
-        timed_out = threading.Event()
-
-        def sample() -> None:  # one walk of the tree: its memory, and which processes it holds
-            nonlocal peak, helpers, helpers_rss, helpers_uss
-            while not done.is_set():
-                rss = descendants_rss = 0
-                descendants: list[psutil.Process] = []
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    root = psutil.Process(process.pid)
-                    for member in [root, *root.children(recursive=True)]:
-                        with contextlib.suppress(psutil.NoSuchProcess), member.oneshot():
-                            member_rss = member.memory_info().rss
-                            rss += member_rss
-                            if member.pid != root.pid:
-                                seen.setdefault(member.pid, member.create_time())
-                                descendants.append(member)
-                                descendants_rss += member_rss
-                if rss > peak:  # unique memory needs a read of every page map: only at a new peak
-                    peak, helpers, helpers_rss = rss, len(descendants), descendants_rss
-                    helpers_uss = sum(_uss(member) for member in descendants)
-                done.wait(SAMPLE_SECONDS)
-
-        def expire() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
-                os.killpg(group, signal.SIGKILL)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        timer = threading.Timer(timeout, expire)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:  # Ctrl-C, SIGTERM or SIGHUP of the bench: the crawl ends with it
-            expire()
-            os.wait4(process.pid, 0)
-            raise
-        finally:
-            timer.cancel()
-            done.set()
-            sampler.join()
-        process.returncode = os.waitstatus_to_exitcode(status)
-        orphan_cpu = _reap_orphans(seen, group)
-        errors.seek(0)
-        return _Tree(process.returncode, timed_out.is_set(), _cpu(usage) + orphan_cpu, orphan_cpu, peak, helpers,
-                     helpers_rss, helpers_uss, errors.read().decode(errors="replace")[-2000:])  # fmt: skip
-
-
 def _crawl_command(backend: str, options: BenchOptions, origins: list[str], db: Path, stats: Path,
                    expected: int) -> list[str]:  # fmt: skip
     if backend in options.peers:
@@ -280,7 +125,7 @@ def run_one(
     command = _crawl_command(backend, options, server.origins, db, stats_path, len(expected))
     server_cpu = cpu_seconds(psutil.Process(server.pid))
     server.served()  # start counting afresh
-    tree = _measure(command, options.crawl_timeout)
+    tree = measure(command, options.crawl_timeout)
     served = server.served()
     if backend in options.peers and tree.returncode == EXIT_SCRAPY_MISSING:
         raise PeerMissing(tree.errors.strip().splitlines()[-1])
@@ -312,7 +157,7 @@ def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = N
     that is not installed is skipped (`on_skip` gets the reason)."""
     results: list[RunResult] = []
     crawlers = [*options.backends, *options.peers]
-    with _signals_end_the_bench(), _subreaper(), serve_in_subprocess(options.site) as server, \
+    with signals_end_the_bench(), subreaper(), serve_in_subprocess(options.site) as server, \
             tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:  # fmt: skip
         expected = expected_pages(options.site, server.origins)
         for _ in range(options.rounds):

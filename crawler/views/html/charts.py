@@ -221,14 +221,23 @@ def column_chart(
                     f'<text class="tick" x="{x:.1f}" y="{top + plot_h + 17:.1f}" text-anchor="middle">'
                     f"{esc(edge)}</text>"
                 )
-    parts.append(
-        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h:.1f}" y2="{top + plot_h:.1f}"/>'
+    parts.append(_closing_axes(left, width - right, top, plot_w, plot_h, height, x_label, y_label))
+    return "".join(parts)
+
+
+def _closing_axes(
+    left: float, right: float, top: float, plot_w: float, plot_h: float, height: float, x_label: str, y_label: str
+) -> str:
+    """A plot's x axis (from `left` to `right`, under a plot `plot_w` x `plot_h` from `top`), its two axis labels,
+    and the end of the SVG."""
+    base = top + plot_h
+    return (
+        f'<line class="axis" x1="{left}" x2="{right}" y1="{base:.1f}" y2="{base:.1f}"/>'
         f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 6:.1f}" text-anchor="middle">'
         f"{esc(x_label)}</text>"
         f'<text class="label" transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">'
         f"{esc(y_label)}</text></svg>"
     )
-    return "".join(parts)
 
 
 def bar_rows(chart_id: str, title: str, desc: str, labels: Sequence[str], panels: Sequence[Panel]) -> str:
@@ -319,13 +328,7 @@ def line_chart(
                 f'data-value="{number(point.count)}"><title>{esc(point.tooltip)}</title></circle>'
             )
         parts.append("</g>")
-    parts.append(
-        f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h:.1f}" y2="{top + plot_h:.1f}"/>'
-        f'<text class="label" x="{left + plot_w / 2:.1f}" y="{height - 6:.1f}" text-anchor="middle">'
-        f"{esc(x_label)}</text>"
-        f'<text class="label" transform="translate(16 {top + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">'
-        f"{esc(y_label)}</text></svg>"
-    )
+    parts.append(_closing_axes(left, width - right, top, plot_w, plot_h, height, x_label, y_label))
     return "".join(parts)
 
 

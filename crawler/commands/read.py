@@ -192,7 +192,7 @@ def broken(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(help=f"Run SQL against the page database, opened read-only (tables: {', '.join(t.name for t in TABLES)}).")
 def query(
     sql: Annotated[str, typer.Argument(metavar="SQL", help='One SQL statement, e.g. "SELECT url, size FROM pages".')],
     db: DbOption = Path(DEFAULT_DB),
@@ -200,7 +200,7 @@ def query(
     as_json: Annotated[bool, typer.Option("--json", help="Output a JSON array, an object per row.")] = False,
     as_lines: Annotated[bool, typer.Option("--nl", help="Output JSON Lines, an object a line.")] = False,
 ) -> None:
-    """Run SQL against the page database, opened read-only (tables: pages, links, runs, frontier, crawl)."""
+    """`crawler query`: its help (above) names the tables from the schema's own list."""
     writer = machine_format(as_csv, as_json, as_lines)
     with open_db(db) as database:
         try:

@@ -18,6 +18,7 @@ from storage.queries import (
     check_filter,
     fetched_any,
     latest_run_ids,
+    on_readonly_media,
     open_readonly,
     run_query,
     runs,
@@ -27,7 +28,6 @@ from storage.queries import (
     top,
 )
 from storage.report import (
-    RunSpan,
     bucket_counts,
     chosen_runs,
     failure_counts,
@@ -76,7 +76,6 @@ __all__ = [
     "PageFilter",
     "PageStore",
     "ReadOnlyError",
-    "RunSpan",
     "Stats",
     "StorageError",
     "broken_links",
@@ -96,6 +95,7 @@ __all__ = [
     "latest_run_ids",
     "latest_run_of_another_pass",
     "ok_page_sizes",
+    "on_readonly_media",
     "open_readonly",
     "previous_pass_end",
     "read_crawl",

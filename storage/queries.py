@@ -28,7 +28,7 @@ def _connect(path: Path, writable: bool, immutable: bool = False) -> sqlite_util
     return sqlite_utils.Database(conn)
 
 
-def _on_readonly_media(path: Path) -> bool:
+def on_readonly_media(path: Path) -> bool:
     """Whether `path` is on a file system mounted read-only (a CD, a read-only share or bind mount)."""
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
@@ -43,8 +43,9 @@ def open_readonly(path: str | Path) -> sqlite_utils.Database:
         raise StorageError(f"no database at {path}: run `crawler crawl` first, or point --db at one")
     # On read-only media SQLite cannot create the -shm file a database in WAL mode needs, even to read; nothing
     # can be writing there, so the file is opened as immutable (no locks, no -shm) if no -wal holds changes.
-    wal = Path(f"{path}-wal")
-    media = _on_readonly_media(path)
+    real = path.resolve()  # through a symlink, the -wal file is beside the file SQLite opens
+    wal = real.with_name(real.name + "-wal")
+    media = on_readonly_media(real)
     if media and wal.exists() and wal.stat().st_size > 0:
         raise StorageError(
             f"cannot read {path} on read-only media: its {wal.name} file holds changes that only a writable copy "

@@ -28,6 +28,7 @@ from crawler.site.generate import generate_site, page_path
 from crawler.site.server import SiteServer
 from crawler.words import human_bytes
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli, run_line
+from tests.support.media import can_mount_read_only, read_only_copy
 
 
 @pytest.fixture(scope="module")
@@ -211,14 +212,14 @@ def test_help_lists_the_commands_in_their_order() -> None:
 
 def test_every_crawl_option_is_a_crawl_setting_or_named_as_not_one() -> None:
     # The crawl command hands the settings the user named to the job by their CrawlConfig names: an option
-    # renamed on one side only would be silently dropped.
+    # renamed on one side only would otherwise be silently dropped (given_settings refuses it).
     crawl_command = next(command for command in app.registered_commands if command.callback is crawl.crawl)
     assert crawl_command.callback is not None
     options = set(inspect.signature(crawl_command.callback).parameters) - {"ctx"}
-    settings = {crawl.NEGATED.get(name, name) for name in SETTINGS}
-    assert options - crawl.NOT_SETTINGS <= settings
+    settings = {crawl.NEGATED.get(option, option) for option in options - crawl.NOT_SETTINGS}
+    assert settings <= set(SETTINGS)
     assert options >= crawl.NOT_SETTINGS
-    assert settings - options == {"max_redirects", "max_url_length"}  # settings without an option, on purpose
+    assert set(SETTINGS) - settings == {"max_redirects", "max_url_length"}  # settings without an option, on purpose
 
 
 def test_crawl_help_states_every_default() -> None:
@@ -508,21 +509,13 @@ def test_bench_prints_a_table() -> None:
     assert row.split()[0] == "thread" and row.split()[-1] == "ok"
 
 
-def _can_mount_read_only() -> bool:
-    """Whether this machine lets a test mount a file system read-only in a mount namespace of its own."""
-    if shutil.which("unshare") is None:
-        return False
-    probe = "d=$(mktemp -d) && mount -t tmpfs tmpfs $d && mount -o remount,ro $d && umount $d && rmdir $d"
-    return subprocess.run(["unshare", "-m", "sh", "-c", probe], capture_output=True, check=False).returncode == 0
-
-
 READ_COMMANDS = [
     ["stats"], ["top"], ["runs"], ["compare"], ["broken"], ["query", "SELECT count(*) AS n FROM pages"],
     ["export", "-t", "links"], ["report", "-o", "/dev/null"],
 ]  # fmt: skip
 
 
-@pytest.mark.skipif(not _can_mount_read_only(), reason="needs `unshare -m` (root) to mount a read-only file system")
+@pytest.mark.skipif(not can_mount_read_only(), reason="needs `unshare -m` (root) to mount a read-only file system")
 def test_read_commands_read_a_database_on_read_only_media(crawled: Path, tmp_path: Path) -> None:
     # A crawl database in WAL mode, on a read-only file system (a CD, a read-only share), was "not a SQLite
     # database": SQLite could not create its -shm file, even to read. Each command runs in a mount namespace
@@ -530,7 +523,7 @@ def test_read_commands_read_a_database_on_read_only_media(crawled: Path, tmp_pat
     mount = tmp_path / "media"
     mount.mkdir()
     expected = {" ".join(args): run_cli(*args, "--db", str(crawled)) for args in READ_COMMANDS}
-    script = [f"mount -t tmpfs tmpfs {mount}", f"cp {crawled} {mount}/crawl.db", f"mount -o remount,ro {mount}"]
+    script = read_only_copy(mount, crawled)
     for args in READ_COMMANDS:
         line = shlex.join([sys.executable, "-m", "crawler", *args, "--db", f"{mount}/crawl.db"])
         script.append(f"echo '@@@ {' '.join(args)}'; {line}; echo \"rc=$?\"; ls {mount}")
@@ -598,4 +591,36 @@ def test_site_on_a_busy_port_is_one_line_and_exit_2() -> None:
     assert (run.exit_code, run.stdout) == (2, "")
     assert run.stderr.splitlines()[-1] == (
         f"Error: cannot serve on port {port} of 127.0.0.1: Address already in use; choose another with --port (0: any)"
+    )
+
+
+@pytest.mark.skipif(not can_mount_read_only(), reason="needs `unshare -m` (root) to mount a read-only file system")
+def test_read_only_media_with_unread_changes_is_refused_even_through_a_symlink(crawled: Path, tmp_path: Path) -> None:
+    # A -wal file that holds changes cannot be read there: opened immutable, the database would show its old
+    # state, silently. Through a symlink, the -wal file is beside the file the link points to.
+    db = tmp_path / "crawl.db"
+    shutil.copyfile(crawled, db)
+    writer = sqlite3.connect(db)
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("DELETE FROM pages")
+    writer.commit()
+    shutil.copyfile(db, tmp_path / "frozen.db")  # the main file, and the -wal beside it that deletes every page
+    shutil.copyfile(f"{db}-wal", tmp_path / "frozen.db-wal")
+    writer.close()
+    mount = tmp_path / "media"
+    mount.mkdir()
+    (tmp_path / "link.db").symlink_to(mount / "frozen.db")
+    script = read_only_copy(mount, tmp_path / "frozen.db", tmp_path / "frozen.db-wal")
+    for path in (mount / "frozen.db", tmp_path / "link.db"):
+        query = shlex.join(
+            [sys.executable, "-m", "crawler", "query", "SELECT count(*) AS n FROM pages", "--db", str(path)]
+        )
+        script.append(f'{query}; echo "rc=$?"')
+    done = subprocess.run(["unshare", "-m", "sh", "-c", "; ".join(script)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120, check=False)  # fmt: skip
+    refused = (f"Error: cannot read {mount}/frozen.db on read-only media: its frozen.db-wal file holds changes "
+               "that only a writable copy can read (copy both files somewhere writable)\n")  # fmt: skip
+    assert done.stdout == "rc=2\nrc=2\n", done.stdout
+    assert done.stderr == refused.replace(f"{mount}/frozen.db", str(mount / "frozen.db")) + refused.replace(
+        f"{mount}/frozen.db", str(tmp_path / "link.db")
     )

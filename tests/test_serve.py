@@ -42,6 +42,7 @@ from crawler.views.serve import (
 from crawler.words import install_hint
 from storage import StorageError
 from tests.conftest import FAST_RETRIES, TEST_TIMEOUT, page_html, rows, run_cli
+from tests.support.media import can_mount_read_only, read_only_copy
 
 pytest.importorskip("datasette", reason=f"Datasette is an optional extra: {install_hint('serve')}")
 
@@ -118,6 +119,14 @@ class Served:
         return body
 
 
+def _runs_datasette(process: psutil.Process) -> bool:
+    """Whether `process` is Datasette (serve's other child, with --open, may be the browser it starts)."""
+    try:
+        return "datasette" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
 @contextmanager
 def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
     """Run `serve(db, port=0)`, or `command` + [db] with this Python, in a subprocess of its own until Datasette
@@ -151,7 +160,7 @@ def launched(db: Path, command: list[str] | None = None) -> Iterator[Served]:
             assert time.monotonic() < deadline, "".join(log)
         match = SERVING.search("".join(log))
         assert match, "".join(log)
-        [datasette] = psutil.Process(process.pid).children()
+        [datasette] = [child for child in psutil.Process(process.pid).children() if _runs_datasette(child)]
         yield Served(process, log, match[1], datasette)
     finally:
         if process.poll() is None or (datasette and not dead(datasette)):
@@ -247,8 +256,8 @@ def test_command_serves_on_loopback_from_this_python(tmp_path: Path) -> None:
     assert command[command.index("--port") + 1] == "8123"
     assert command[command.index("--metadata") + 1] == str(meta)
     assert "--immutable" not in command and "-i" not in command  # a running crawl may still be writing it
-    assert "--open" not in command
-    assert datasette_command(db, 8123, meta, open_browser=True)[-1] == "--open"
+    assert "--open" not in command  # serve opens the browser itself: one Datasette started would hold its pipe
+    assert datasette_command(db, 8123, meta, immutable=True)[4:6] == ["-i", str(db)]  # read-only media
 
 
 def test_metadata_describes_tables_and_read_only_queries(tmp_path: Path) -> None:
@@ -485,3 +494,50 @@ def test_datasette_dies_with_a_killed_serve(crawled: Path) -> None:
                 time.sleep(0.05)
         finally:
             shutil.rmtree(server.folder)  # what a SIGKILL does leave behind: nothing was left to remove it
+
+
+def test_open_shows_it_in_the_browser_and_ctrl_c_still_stops_it(
+    crawled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Datasette's --open started the browser with Datasette's output pipe, which serve reads to its end: a
+    # browser still running held serve after Ctrl-C. The "browser" here records its URL and runs on 8 s.
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" > {shlex.quote(str(opened))}\nsleep 8 &\n')
+    browser.chmod(0o755)
+    monkeypatch.setenv("BROWSER", str(browser))
+    db = tmp_path / "crawl.db"
+    shutil.copyfile(crawled, db)
+    with served(db, signal.SIGINT, [*CLI[:-1], "--open", "--db"]) as server:
+        deadline = time.monotonic() + PROMPT_SECONDS
+        while not opened.exists() or not opened.read_text():
+            assert time.monotonic() < deadline, "the browser was not started"
+            time.sleep(0.05)
+        assert opened.read_text() == server.url + "/\n"
+
+
+@pytest.mark.skipif(not can_mount_read_only(), reason="needs `unshare -m` (root) to mount a read-only file system")
+def test_a_database_on_read_only_media_is_served(crawled: Path, tmp_path: Path) -> None:
+    # Datasette opened it read-write (mutable), which SQLite cannot do there: a traceback and exit 1. On read-only
+    # media nothing can write the file, so serve has Datasette open it immutable.
+    mount = tmp_path / "media"
+    mount.mkdir()
+    serve_it = shlex.join([sys.executable, "-m", "crawler", "serve", "--port", "0", "--db", f"{mount}/crawl.db"])
+    script = "; ".join([*read_only_copy(mount, crawled), f"exec {serve_it}"])
+    with subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, cwd=tmp_path) as process:  # fmt: skip
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = SERVING.search(line)
+            assert match, line + process.stdout.read()
+            sql = urllib.parse.urlencode({"sql": "SELECT count(*) AS n FROM pages", "_shape": "array"})
+            with NO_PROXY.open(f"{match[1]}/crawl.json?{sql}", timeout=30) as response:
+                assert json.loads(response.read()) == [{"n": len(rows(crawled))}]
+            process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 0
+            assert process.stdout.read() == ""  # nothing more than the one line
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -38,7 +39,7 @@ from typing import IO, Any, TextIO
 
 from crawler.engine.signals import handling
 from crawler.words import install_hint
-from storage import StorageError, broken_links_sql, open_readonly
+from storage import StorageError, broken_links_sql, on_readonly_media, open_readonly
 from storage.columns import TABLES, plain
 
 HOST = "127.0.0.1"
@@ -157,14 +158,16 @@ def datasette_installed() -> bool:
     return importlib.util.find_spec("datasette") is not None
 
 
-def datasette_command(db_path: Path, port: int, metadata_path: Path, open_browser: bool = False) -> list[str]:
+def datasette_command(db_path: Path, port: int, metadata_path: Path, immutable: bool = False) -> list[str]:
     """The command line that serves `db_path` with Datasette on 127.0.0.1:`port` (0: any free port), as a
-    mutable database (so a crawl may go on writing it) with the metadata in `metadata_path`."""
+    mutable database (so a crawl may go on writing it) with the metadata in `metadata_path`; `immutable` for a
+    file on read-only media, where nothing can write it and SQLite could not open it otherwise."""
     command = [
         sys.executable,
         "-m",
         "datasette",
         "serve",
+        "-i" if immutable else "",
         str(db_path),
         "--host",
         HOST,
@@ -176,17 +179,7 @@ def datasette_command(db_path: Path, port: int, metadata_path: Path, open_browse
         "sql_time_limit_ms",
         str(SQL_TIME_LIMIT_MS),
     ]
-    if open_browser:
-        command.append("--open")
-    return command
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return [word for word in command if word]
 
 
 def port_taken(port: int) -> bool:
@@ -225,25 +218,30 @@ def serve(
         raise ServeError(f"Datasette cannot open a database whose path contains ?, # or %: {db_path}")
     if port != 0 and port_taken(port):  # Datasette would print uvicorn's log and exit 3
         raise ServeError(f"port {port} on {HOST} is in use: choose another with --port (0: any free port)")
-    if open_browser and port == 0:
-        port = free_port()  # the browser needs the real port, which Datasette only learns when it listens
     with StopSignals() as signals, tempfile.TemporaryDirectory(prefix="crawler-serve-") as directory:
         metadata_path = Path(directory) / "metadata.json"
         metadata_path.write_text(json.dumps(metadata(db_path), indent=2))
         if signals.received():
             return 0  # stopped before Datasette started
-        command = datasette_command(db_path, port, metadata_path, open_browser)
+        command = datasette_command(db_path, port, metadata_path, immutable=on_readonly_media(db_path))
+
+        def ready(url: str) -> None:
+            if on_ready is not None:
+                on_ready(url)
+            if open_browser:  # from here, not Datasette's --open: the browser would inherit Datasette's pipe
+                webbrowser.open(url + "/")
+
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=die_with_parent()
         )
         assert process.stdout is not None
-        output = DatasetteLog(process.stdout, on_ready, log)
+        output = DatasetteLog(process.stdout, ready, log)
         try:
             stopped = signals.wait(process)
         finally:
             signals.stopping = process  # from here on, a further signal kills Datasette at once
             stop(process)
-            output.join()
+            output.join(LOG_END_SECONDS)  # a child Datasette started may hold its pipe open
             # Datasette's read-only connections leave the -wal and -shm files behind; the last connection to
             # close, if it may write, removes them (open_readonly's, unless a crawl is still writing).
             with contextlib.suppress(StorageError, sqlite3.Error):
@@ -258,6 +256,7 @@ def serve(
 # uvicorn's line once it listens, which names the address (the port, when Datasette was given port 0).
 LISTENING = re.compile(r"Uvicorn running on (http://\S+)")
 TAIL_LINES = 20
+LOG_END_SECONDS = 1.0
 
 
 class DatasetteLog:
@@ -287,9 +286,9 @@ class DatasetteLog:
                     self._on_ready(match[1])
         self._stream.close()
 
-    def join(self) -> None:
-        """Wait until Datasette's output has ended (it has exited) and been read."""
-        self._thread.join()
+    def join(self, timeout: float) -> None:
+        """Wait until Datasette's output has ended (it has exited) and been read, or `timeout` seconds."""
+        self._thread.join(timeout)
 
 
 class StopSignals:

@@ -3,15 +3,24 @@ SQL computing the same figures for the `runs` table by the same definitions."""
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import pytest
 
-from crawler.engine.metrics import in_flight, ms_per, per_second, percentile, share
+from crawler.engine.metrics import in_flight, ms_per, per_second, share
 from crawler.engine.summary import CrawlSummary
 from storage import PageStore
 from tests.conftest import rows
+
+
+def percentile(ordered: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile, the definition the `runs` table's latency_p50_ms and latency_p95_ms follow
+    (`fraction` 0.5: the median) of values in ascending order; None for none."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def test_per_second() -> None:

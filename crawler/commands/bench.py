@@ -116,7 +116,12 @@ def site(
     seed: Annotated[int, typer.Option(help="Another seed, another site; the same seed, the same site.")] = 1,
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0: any free one).")] = 8000,
     hosts: Annotated[
-        int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each, on one port.")
+        int,
+        typer.Option(
+            min=1,
+            max=200,
+            help="Loopback hosts (127.0.0.1, .2, ...), a site each, all on --port (0: each on any free port).",
+        ),
     ] = 1,
     latency_ms: Annotated[
         float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")
@@ -124,7 +129,7 @@ def site(
 ) -> None:
     """Serve the generated site that `crawler demo` and `crawler bench` crawl, on 127.0.0.1, until Ctrl-C:
     a site of your own to try settings on, or to crawl with other tools."""
-    from crawler.site.server import SiteOptions, serve_until_stopped
+    from crawler.site.server import PortUnavailable, SiteOptions, serve_until_stopped
 
     options = SiteOptions(pages=pages, seed=seed, hosts=hosts, latency_ms=latency_ms, profile=profile.value)
 
@@ -136,5 +141,5 @@ def site(
 
     try:
         serve_until_stopped(options, port, lambda line: typer.echo(line, err=True), ready)
-    except OSError as exc:
-        fail(f"cannot serve on port {port} of 127.0.0.1: {exc.strerror or exc}; choose another with --port (0: any)")
+    except PortUnavailable as exc:
+        fail(f"{exc}; choose another with --port (0: any)")

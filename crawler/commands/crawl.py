@@ -84,8 +84,8 @@ def _given(ctx: typer.Context, parameter: str) -> bool:
 
 
 # Options whose sense is their setting's opposite: --ignore-robots sets obey_robots to False.
-NEGATED = {"obey_robots": "ignore_robots", "obey_nofollow": "ignore_nofollow"}
-# The options of `crawl` that are not crawl settings (every other option is one, by its CrawlConfig name).
+NEGATED = {"ignore_robots": "obey_robots", "ignore_nofollow": "obey_nofollow"}
+# The options of `crawl` that are not crawl settings; every other option is one, by its CrawlConfig name.
 NOT_SETTINGS = frozenset({"seeds", "db", "resume", "restart", "refresh", "quiet", "stats_json"})
 
 
@@ -93,11 +93,13 @@ def given_settings(ctx: typer.Context) -> dict[str, Any]:
     """The crawl settings the user named, by their `CrawlConfig` names, from the command's own parameters: a
     resumed crawl keeps its stored settings but for these."""
     given: dict[str, Any] = {}
-    for name in SETTINGS:
-        option = NEGATED.get(name, name)
-        if option in ctx.params and _given(ctx, option):
-            value = ctx.params[option]
-            given[name] = (not value) if name in NEGATED else getattr(value, "value", value)
+    for option, value in ctx.params.items():
+        if option in NOT_SETTINGS or not _given(ctx, option):
+            continue
+        name = NEGATED.get(option, option)
+        if name not in SETTINGS:  # an option added to `crawl` without a setting, and not named above
+            raise AssertionError(f"--{option.replace('_', '-')} is neither a crawl setting nor in NOT_SETTINGS")
+        given[name] = (not value) if option in NEGATED else getattr(value, "value", value)
     return given
 
 

@@ -1,19 +1,17 @@
 """The figures a crawl is measured by, computed here once for every command, view and the bench: rates (pages
-per second, CPU ms a page, requests in flight, the share of a resource), percentiles, and the CPU time and memory
+per second, CPU ms a page, requests in flight, the share of a resource), and the CPU time and memory
 of a process and its descendants (the `process` backend's workers), read with psutil."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Sequence
 
 import psutil
 
-# storage/run_record.py (a leaf package, which cannot import this module) computes two of these figures in SQL for
-# the `runs` table, by the same definitions: the latency percentiles by nearest rank as `percentile` (the value
-# at 1-based rank max(1, ceil(fraction * n)) in ascending order), and pages_per_second as `per_second` (but NULL,
-# not 0, for no time). Change one, change the other (tests/test_metrics.py checks that they agree).
+# storage/run_record.py (a leaf package, which cannot import this module) computes the `runs` table's figures in
+# SQL: pages_per_second as `per_second` does (but NULL, not 0, for no time), and the latency percentiles by
+# nearest rank (the value at 1-based rank max(1, ceil(fraction * n)) in ascending order), which no other part
+# computes. tests/test_metrics.py checks both against these definitions.
 
 
 def per_second(count: float, seconds: float) -> float:
@@ -34,13 +32,6 @@ def in_flight(busy_seconds: float | None, elapsed: float) -> float:
 def share(part: float | None, whole: float) -> float | None:
     """`part` as a fraction of `whole` (CPU seconds over wall-clock seconds: cores used); None when unknown."""
     return part / whole if part is not None and whole > 0 else None
-
-
-def percentile(ordered: Sequence[float], fraction: float) -> float | None:
-    """The nearest-rank percentile (`fraction` 0.5: the median) of values in ascending order; None for none."""
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def _tree(process: psutil.Process) -> list[psutil.Process]:

@@ -249,6 +249,13 @@ def serve_in_subprocess(options: SiteOptions) -> Iterator[ServerProcess]:
             process.stdout.close()
 
 
+class PortUnavailable(Exception):
+    """A server could not bind its address: the port is in use, or the address is not there."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"cannot serve on port {port} of {host}: {error.strerror or error}")
+
+
 async def _serve(
     options: SiteOptions,
     sites: list[Site],
@@ -259,17 +266,21 @@ async def _serve(
     """Serve `sites` (host i on 127.0.0.i+1, on `port`), call `started` with the servers, and serve until SIGTERM
     or SIGINT. With `protocol` (the bench's and the demo's subprocess), SIGUSR1 prints a JSON line of URL ->
     times answered since the last one, and SIGUSR2 switches a changing site to its second edition."""
-    servers = [
-        SiteServer(site, f"127.0.0.{index + 1}", latency=options.latency_ms / 1000, port=port)
-        for index, site in enumerate(sites)
-    ]
-    for server in servers:
-        await server.start()
-    started(servers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    servers = []
+    for index, site in enumerate(sites):
+        try:
+            servers.append(SiteServer(site, f"127.0.0.{index + 1}", latency=options.latency_ms / 1000, port=port))
+        except OSError as exc:
+            for server in servers:
+                await server.stop()
+            raise PortUnavailable(f"127.0.0.{index + 1}", port, exc) from exc
+    for server in servers:
+        await server.start()
+    started(servers)
 
     def report_hits() -> None:  # what each URL was requested since the last report, for the bench's check
         served = Counter(server.origin + hit.path for server in servers for hit in server.hits)
@@ -294,8 +305,8 @@ def serve_until_stopped(
     options: SiteOptions, port: int, say: Callable[[str], None], ready: Callable[[list[str]], None]
 ) -> None:
     """`crawler site`: generate the sites (saying so first: a large one takes a while), serve them on `port`
-    until Ctrl-C or SIGTERM, and call `ready` with their origins once they answer. Raises OSError if the
-    port cannot be bound."""
+    until Ctrl-C or SIGTERM, and call `ready` with their origins once they answer. Raises `PortUnavailable` if
+    an address cannot be bound."""
     kind = "changing demo" if options.changing else options.profile
     hosts = f" for each of {options.hosts} hosts" if options.hosts > 1 else ""
     say(f"Generating a {kind} site of {options.pages:,} pages{hosts} (seed {options.seed}) ...")

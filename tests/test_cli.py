@@ -624,3 +624,15 @@ def test_read_only_media_with_unread_changes_is_refused_even_through_a_symlink(c
     assert done.stderr == refused.replace(f"{mount}/frozen.db", str(mount / "frozen.db")) + refused.replace(
         f"{mount}/frozen.db", str(tmp_path / "link.db")
     )
+
+
+def test_site_with_one_host_of_several_unavailable_says_which_and_leaks_nothing() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = run_line(f"crawler site --pages 5 --hosts 2 --port {port}")  # 127.0.0.1 binds, 127.0.0.2 does not
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr.splitlines()[2:] == [  # after the two lines about generating, nothing (no ResourceWarning)
+        f"Error: cannot serve on port {port} of 127.0.0.2: Address already in use; choose another with --port (0: any)"
+    ]

@@ -1,5 +1,6 @@
-"""Serves a `Site` over HTTP on 127.0.0.1 with aiohttp: on a background thread (test fixtures) or in a
-process of its own (`crawler demo`), so that the crawler being measured does not share its interpreter."""
+"""Serves a `Site` over HTTP on 127.0.0.1 with aiohttp: on a background thread (test fixtures), or in a
+process of its own (`crawler demo`, `crawler bench`, so that the crawler being measured does not share its
+interpreter; `crawler site`, until Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -139,6 +140,8 @@ class SiteServer:
         """Stop answering, close the socket, and cancel handlers still waiting out a delay."""
         if self._runner is not None:
             await self._runner.cleanup()
+        else:  # never started: the socket is only bound
+            self._socket.close()
         pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in pending:
             task.cancel()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,8 +194,8 @@ def page_count(db: Path) -> int:
 
 
 def rows(db: Path, sql: str = "SELECT * FROM pages") -> list[dict[str, Any]]:
-    """Rows of a query on a crawl database, as dicts."""
-    with sqlite3.connect(db) as conn:
+    """Rows of a query on a crawl database, as dicts (the connection closed: `with` on one only commits)."""
+    with closing(sqlite3.connect(db)) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(row) for row in conn.execute(sql)]
 

@@ -1,7 +1,8 @@
 """`crawler serve`: browse a page database in Datasette (an optional extra), on 127.0.0.1 and read-only.
 
 Datasette opens the file as a mutable database, so what a crawl still running writes shows up on the next
-request (`--immutable` would promise SQLite the file never changes, which a crawl in WAL mode breaks). It
+request (`--immutable` would promise SQLite the file never changes, which a crawl in WAL mode breaks; only
+on read-only media, where nothing can write it and SQLite could not open it otherwise, is it immutable). It
 stays read-only all the same: Datasette reads through `mode=ro` connections, accepts only SELECT statements
 as arbitrary SQL, and its one write path in 0.65, canned queries marked `write: true`, is never used here.
 

@@ -39,6 +39,9 @@ from storage.report import (
 )
 from storage.run_record import last_run_refreshed, last_run_status, previous_pass_end
 from storage.schema import (
+    BY_304,
+    BY_HASH,
+    BY_LASTMOD,
     CAPPED,
     DONE,
     FAILED,
@@ -55,6 +58,9 @@ from storage.writer import CrawlRecord, FrontierEntry, Known, PageStore, read_cr
 
 __all__ = [
     "BROKEN_COLUMNS",
+    "BY_304",
+    "BY_HASH",
+    "BY_LASTMOD",
     "CAPPED",
     "DONE",
     "EXPORT_TABLES",

@@ -12,7 +12,9 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.schema import CHANGED, FINISHED, KILLED, LIMIT, NEW, RUNNING, UNCHANGED
+from storage.schema import BY_304, BY_LASTMOD, CHANGED, FINISHED, KILLED, LIMIT, NEW, RUNNING, UNCHANGED
+
+SPARED = f"'{BY_304}', '{BY_LASTMOD}'"  # the unchanged_by values of pages whose body was not downloaded
 
 
 def now() -> str:
@@ -75,12 +77,12 @@ def previous_pass_end(db: sqlite_utils.Database, run_id: int) -> int | None:
 def close_run(db: sqlite_utils.Database, run_id: int, fields: dict[str, Any]) -> None:
     """Close run `run_id` with `fields` (its status, end, measures) and the figures of its fetches."""
     pages, errors, size, fetch_ms, fetches, unchanged, changed, new, saved = db.execute(
-        "SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') "
+        f"SELECT count(*), count(error_kind), coalesce(sum(CASE WHEN unchanged_by IN ({SPARED}) "
         "THEN 0 ELSE size END), 0), "
         "coalesce(sum(elapsed_ms), 0), count(elapsed_ms), "
         f"count(CASE change WHEN '{UNCHANGED}' THEN 1 END), count(CASE change WHEN '{CHANGED}' THEN 1 END), "
         f"count(CASE change WHEN '{NEW}' THEN 1 END), "
-        "coalesce(sum(CASE WHEN unchanged_by IN ('304', 'lastmod') THEN size END), 0) "
+        f"coalesce(sum(CASE WHEN unchanged_by IN ({SPARED}) THEN size END), 0) "
         "FROM fetches WHERE run_id = ?",
         [run_id],
     ).fetchone()

@@ -41,6 +41,8 @@ FETCHES_COLUMNS: dict[str, type] = {
     "unchanged_by": str,
 }
 NEW, CHANGED, UNCHANGED = "new", "changed", "unchanged"
+# fetches.unchanged_by: how a refresh knew a page unchanged; the first two spared its download.
+BY_304, BY_LASTMOD, BY_HASH = "304", "lastmod", "hash"
 LINKS_COLUMNS: dict[str, type] = {"from_url": str, "to_url": str, "follow": int}
 SITEMAPS_COLUMNS: dict[str, type] = {
     "url": str,

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 
 REALISTIC = SiteProfile("realistic")
+# The generated site's options, the same for the bench that crawls it and for `crawler site` that serves it.
+ProfileOption = Annotated[
+    SiteProfile, typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones.")
+]
+LatencyOption = Annotated[float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")]
 
 
 @app.command()
@@ -34,18 +39,13 @@ def bench(
     ] = None,
     parser: ParserOption = DEFAULT_PARSER_CHOICE,
     rounds: Annotated[int, typer.Option(min=1, help="Crawls per backend; the table shows medians.")] = 3,
-    latency_ms: Annotated[
-        float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")
-    ] = 0.0,
+    latency_ms: LatencyOption = 0.0,
     hosts: Annotated[int, typer.Option(min=1, max=200, help="Loopback hosts (127.0.0.1, .2, ...), a site each.")] = 1,
     concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 64,
     per_host: Annotated[
         int | None, typer.Option(min=1, help="Requests in flight per host.", show_default="--concurrency")
     ] = None,
-    site: Annotated[
-        SiteProfile,
-        typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones."),
-    ] = REALISTIC,
+    site: ProfileOption = REALISTIC,
     peers: Annotated[
         list[Peer] | None,
         typer.Option(
@@ -109,10 +109,7 @@ def bench(
 @app.command()
 def site(
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 1000,
-    profile: Annotated[
-        SiteProfile,
-        typer.Option(help="Pages as heavy as real documentation (median ~30 KB, up to 1 MB), or light ones."),
-    ] = REALISTIC,
+    profile: ProfileOption = REALISTIC,
     seed: Annotated[int, typer.Option(help="Another seed, another site; the same seed, the same site.")] = 1,
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port (0: any free one).")] = 8000,
     hosts: Annotated[
@@ -123,9 +120,7 @@ def site(
             help="Loopback hosts (127.0.0.1, .2, ...), a site each, all on --port (0: each on any free port).",
         ),
     ] = 1,
-    latency_ms: Annotated[
-        float, typer.Option(metavar="MS", min=0, help="Server delay before every response, in ms.")
-    ] = 0.0,
+    latency_ms: LatencyOption = 0.0,
 ) -> None:
     """Serve the generated site that `crawler demo` and `crawler bench` crawl, on 127.0.0.1, until Ctrl-C:
     a site of your own to try settings on, or to crawl with other tools."""

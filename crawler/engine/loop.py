@@ -27,7 +27,7 @@ from crawler.engine.summary import CrawlSummary, ProgressCallback, StopRequests
 from crawler.engine.urls import resolve
 from fetchers import ErrorKind, Fetcher, FetchResult, Headers
 from parsers import Page, Parser, is_html
-from storage import Known
+from storage import BY_304, BY_HASH, BY_LASTMOD, Known
 
 HTTP_ERROR, REDIRECTS, PARSE = "http", "redirects", "parse"
 TICK_SECONDS = 0.25  # how often the loop wakes while it waits for results
@@ -119,7 +119,7 @@ class Engine:
             known = request.known
             if known is not None and known.status is not None and not_changed_since(request.lastmod, known.fetched_at):
                 self._frontier.returned(request, now)  # not asked for: the sitemap says it has not changed
-                self._unchanged(request, known, FetchResult(request.url), "lastmod")
+                self._unchanged(request, known, FetchResult(request.url), BY_LASTMOD)
                 continue
             self._tokens += 1
             self._in_flight[self._tokens] = _InFlight(request, now + self.config.timeout + WATCHDOG_GRACE)
@@ -149,7 +149,7 @@ class Engine:
         elif result.status in REDIRECT_STATUSES and result.location:
             self._redirected(request, result)
         elif request.known is not None and result.status == NOT_MODIFIED and result.error_kind is None:
-            self._unchanged(request, request.known, result, "304")
+            self._unchanged(request, request.known, result, BY_304)
         else:
             self._record(request, result)
 
@@ -195,14 +195,14 @@ class Engine:
         row = page_row(request, self.config.backend, known.error_kind, known.error_message, status=known.status,
                        content_type=known.content_type, size=known.size, truncated=known.truncated,
                        title=known.title, link_count=known.link_count, unusable_links=known.unusable_links,
-                       attempts=0 if by == "lastmod" else request.attempt,
-                       elapsed_ms=None if by == "lastmod" else round(result.elapsed_ms, 3),
+                       attempts=0 if by == BY_LASTMOD else request.attempt,
+                       elapsed_ms=None if by == BY_LASTMOD else round(result.elapsed_ms, 3),
                        content_hash=known.content_hash, etag=result.etag or known.etag,
                        last_modified=result.last_modified or known.last_modified,
                        unchanged_by=by)  # fmt: skip
         follow = self._stored_to_follow(self._frontier.stored_links(request.url), request.depth)
         self.summary.bytes += len(result.body)
-        if by != "hash":
+        if by != BY_HASH:
             self.summary.bytes_saved += known.size or 0
         self._complete(Outcome(request, row, None, follow))
 
@@ -245,7 +245,7 @@ class Engine:
             )
         known = request.known
         if ok and known is not None and (known.status, known.content_hash) == (result.status, fingerprint):
-            self._unchanged(request, known, result, "hash")  # the same body: no need to parse it
+            self._unchanged(request, known, result, BY_HASH)  # the same body: no need to parse it
             return
         start = time.perf_counter()
         page: Page | None = None

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 # The commands that fetch in this process; `bench` runs each backend in a subprocess of its own.
-FETCHING_COMMANDS = frozenset({"crawl", "demo"})
+FETCHING_COMMANDS = frozenset({"crawl", "demo", "worker"})
 
 
 def _option(args: list[str], names: tuple[str, ...]) -> str | None:

@@ -24,6 +24,8 @@ from crawler.site.generate import NETLOC, ORIGIN, PORT, Resource, Site
 from fetchers import BACKENDS
 from tests.support.hostile import Hostile, HostileServer, serve_hostile
 
+pytest_plugins = ["tests.support.postgres"]  # the `postgres` and `frontier_url` fixtures
+
 # The tests signal the processes they start as a terminal would (Ctrl-C, a hang-up). Run as a background job of
 # a script (which ignores SIGINT) or under nohup (SIGHUP), this process would hand those signals on ignored, and
 # the crawler's commands rightly leave an ignored signal ignored; so the tests run as if from a terminal.

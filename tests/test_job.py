@@ -215,7 +215,7 @@ def test_a_host_with_a_huge_queue_does_not_keep_another_hosts_urls_in_the_databa
     handed: list[str] = []
     now = time.monotonic()
     for step in range(20):
-        frontier.refill(idle=True)
+        frontier.refill(idle=True, free=8)
         while (request := frontier.next(now + step * 60)) is not None:
             handed.append(request.url)
             frontier.returned(request, now + step * 60)

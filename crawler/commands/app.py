@@ -25,8 +25,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 # How `crawler --help` lists the commands: crawling first, then reading the database, then writing it out.
-HELP_ORDER = ("crawl", "demo", "bench", "site", "stats", "top", "runs", "compare", "changes", "broken", "query",
-              "schema", "export", "report", "serve")  # fmt: skip
+HELP_ORDER = ("crawl", "worker", "status", "pull", "demo", "bench", "site", "stats", "top", "runs", "compare",
+              "changes", "broken", "query", "schema", "export", "report", "serve")  # fmt: skip
 
 # click's UsageError (a bad option, value or command), which typer exports only as BadParameter's base.
 _UsageError: type[Exception] = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "UsageError")

@@ -23,6 +23,7 @@ from crawler.commands.app import (
     app,
     fail,
 )
+from crawler.commands.cluster import DEFAULT_LEASE_SECONDS, LeaseOption, crawl_shared
 from crawler.engine.config import (
     DEFAULT_BACKOFF,
     DEFAULT_CONCURRENCY,
@@ -37,6 +38,7 @@ from crawler.engine.config import (
     DEFAULT_TIMEOUT,
     DEFAULT_USER_AGENT,
     SETTINGS,
+    CrawlConfig,
 )
 from crawler.engine.job import DEMO, JobError, JobRequest, remove_demo_database, run_job
 from crawler.engine.seeds import SeedError, load_seeds
@@ -86,7 +88,9 @@ def _given(ctx: typer.Context, parameter: str) -> bool:
 # Options whose sense is their setting's opposite: --ignore-robots sets obey_robots to False.
 NEGATED = {"ignore_robots": "obey_robots", "ignore_nofollow": "obey_nofollow"}
 # The options of `crawl` that are not crawl settings; every other option is one, by its CrawlConfig name.
-NOT_SETTINGS = frozenset({"seeds", "db", "resume", "restart", "refresh", "quiet", "stats_json"})
+NOT_SETTINGS = frozenset(
+    {"seeds", "db", "resume", "restart", "refresh", "quiet", "stats_json", "frontier", "lease_seconds"}
+)
 
 
 def given_settings(ctx: typer.Context) -> dict[str, Any]:
@@ -195,6 +199,15 @@ def crawl(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     stats_json: Annotated[Path | None, typer.Option(hidden=True, help="Write the summary here as JSON.")] = None,
+    frontier: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Share the crawl through this PostgreSQL database (postgresql://USER@HOST/DB) with any number "
+            "of `crawler worker`s, and work on it; `crawler pull` then writes the SQLite database.",
+        ),
+    ] = None,
+    lease_seconds: LeaseOption = DEFAULT_LEASE_SECONDS,
 ) -> None:
     """Crawl from seed URLs and record every page (status, size, title, links, timing) in a SQLite database.
 
@@ -203,6 +216,9 @@ def crawl(
     """
     if resume + restart + refresh > 1:
         fail("choose one of --resume, --restart and --refresh")
+    if frontier is not None and (resume or refresh or _given(ctx, "db")):
+        fail("--frontier keeps the crawl in PostgreSQL, where --db, --resume and --refresh do not apply: continue "
+             "it with `crawler worker --frontier URL`, and get a SQLite file with `crawler pull`")  # fmt: skip
     try:
         urls, problems = load_seeds(seeds or ([] if resume or refresh else ["seeds.txt"]))
     except SeedError as exc:
@@ -211,6 +227,9 @@ def crawl(
         typer.echo(f"Skipped seed: {problem}", err=True)
     if not urls and not (resume or refresh):
         fail("no valid seed URL to crawl")
+    if frontier is not None:
+        crawl_shared(frontier, urls, {**CrawlConfig().settings(), **given_settings(ctx)}, restart, lease_seconds, quiet)
+        return
     given = given_settings(ctx)
     request = JobRequest(str(db), urls, given, resume=resume, restart=restart, refresh=refresh)
     _crawl_and_report(request, quiet, stats_json)

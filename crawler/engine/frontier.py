@@ -97,9 +97,10 @@ class Frontier(ABC):
     capped: int = 0  # URLs skipped by the per-host cap
 
     @abstractmethod
-    def refill(self, idle: bool) -> None:
+    def refill(self, idle: bool, free: int) -> None:
         """Make ready what can start soon (e.g. load it from storage), without starving any origin. `idle`:
-        the engine has free slots that nothing could fill last time."""
+        the engine has free slots that nothing could fill last time; `free`: how many slots are free now (the
+        engine starts whatever `next` hands out before it calls this again)."""
 
     @abstractmethod
     def next(self, now: float) -> Request | None:
@@ -114,9 +115,10 @@ class Frontier(ABC):
         """`request` came back (before it is completed or retried): its origin may start another."""
 
     @abstractmethod
-    def complete(self, outcome: Outcome) -> None:
+    def complete(self, outcome: Outcome) -> bool:
         """Record a finished request and everything it caused, atomically: its row, its links, the URLs it
-        found (those in scope and within the depth limit), and the redirect chain it ends."""
+        found (those in scope and within the depth limit), and the redirect chain it ends. False if it was not
+        accepted (a shared frontier took the request back: see `stopping`)."""
 
     @abstractmethod
     def retry(self, request: Request, at: float) -> None:
@@ -153,6 +155,12 @@ class Frontier(ABC):
     @abstractmethod
     def tick(self) -> None:
         """Called a few times a second: write what is due, tell others this crawl is alive."""
+
+    def stopping(self) -> bool:
+        """A stop was asked for: no new request will be started. True if what is in flight is to be abandoned
+        at once: a frontier shared with other workers hands back what this one holds (its results would not be
+        accepted). A local one keeps its queue for a resume as it is, and takes what is in flight."""
+        return False
 
     @abstractmethod
     def flush(self) -> None:

@@ -82,7 +82,7 @@ class LocalFrontier(Frontier):
 
     # -- the window ------------------------------------------------------------------------------------
 
-    def refill(self, idle: bool) -> None:
+    def refill(self, idle: bool, free: int) -> None:
         """Load queued entries of the origins that run low; those with nothing in memory first."""
         if self._store.pending and idle:
             # Slots are free but nothing may start: pages are done whose links are not written yet, and only
@@ -179,10 +179,11 @@ class LocalFrontier(Frontier):
 
     # -- taking results back ---------------------------------------------------------------------------
 
-    def complete(self, outcome: Outcome) -> None:
+    def complete(self, outcome: Outcome) -> bool:
         """Hand the page and what it found to the store, which writes them in one transaction."""
         found = [_entry(item) for item in outcome.found if item.depth <= self.config.depth and self._in_scope(item.url)]
         self._newly_found(self._store.commit(outcome.row, outcome.links, found, list(outcome.request.via)))
+        return True
 
     def _in_scope(self, url: str) -> bool:
         return not self.config.same_host or host(url) in self._seed_hosts

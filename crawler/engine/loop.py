@@ -276,7 +276,8 @@ class Engine:
         self._complete(Outcome(request, row, links, (found or []) + follow))
 
     def _complete(self, outcome: Outcome) -> None:
-        self._frontier.complete(outcome)
+        if not self._frontier.complete(outcome):
+            return  # the frontier took the request back: another worker will fetch it
         self.summary.pages += 1
         if (kind := outcome.row["error_kind"]) is not None:
             self.summary.errors += 1
@@ -307,6 +308,8 @@ class Engine:
         if self._stops.count > self._stops_seen:
             self._stops_seen = self._stops.count
             self.summary.interrupted, self.summary.stopped_by = True, self._stops.signal_name
+            if self._stops_seen == 1 and self._frontier.stopping():
+                return True  # what is in flight went back to the frontier: nothing to wait for
             if self._stops_seen == 1 and self._in_flight:
                 longest = max(entry.deadline for entry in self._in_flight.values()) - WATCHDOG_GRACE - time.monotonic()
                 self._notify(f"Stopping ({self._stops.signal_name}): {len(self._in_flight)} requests in flight, "
@@ -321,7 +324,7 @@ class Engine:
         try:
             while not (forced := self._stop_requested()):
                 if not self._stops.count:
-                    self._frontier.refill(self._idle)
+                    self._frontier.refill(self._idle, self.config.concurrency - len(self._in_flight))
                     self._fill()
                 if not self._in_flight and (self._stops.count or self._frontier.exhausted()):
                     break

@@ -1,0 +1,566 @@
+"""The shared frontier: a `Frontier` whose queue, politeness and results live in PostgreSQL, for many workers.
+
+A worker leases only what it starts at once: `refill` is told how many slots are free and leases at most
+that many, and the engine starts them before it asks again. The lease is one statement that picks, for each
+origin that may start now (robots.txt answered, fewer than --per-host in flight, its delay and any
+Retry-After passed: all on the database's clock), its oldest queued URL, skipping rows another worker holds
+locked; leases are serialised on the crawl row, which also holds the page budget. A lease lives as long as
+its worker's heartbeat: a worker that stops beating for its lease time is declared lost by the next worker
+that looks, and its URLs are queued again. Completing a page (its row, its done mark, its outlinks, its
+origin's in-flight count) is one transaction, accepted only while the worker still holds the lease.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NamedTuple, TypeVar
+
+import psycopg
+from psycopg import errors
+
+from crawler.cluster.schema import CAPPED, DONE, FETCHING, LEASED, LOST, PAGE, QUEUED, READY, RUNNING, SITEMAP, WANTED
+from crawler.engine.config import CrawlConfig
+from crawler.engine.frontier import Frontier, Outcome, Refusal, Request
+from crawler.engine.local_frontier import (
+    ROBOTS_MAX_REDIRECTS,
+    SITEMAP_DEPTH,
+    SITEMAP_MAX_NESTING,
+    SITEMAP_MAX_REDIRECTS,
+)
+from crawler.engine.robots import RobotRules, robots_url
+from crawler.engine.sitemaps import parse_sitemap
+from crawler.engine.urls import canonical, host, origin, resolve
+
+T = TypeVar("T")
+REDIRECTS = (301, 302, 303, 307, 308)
+POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
+STATUS_SECONDS = 1.0  # how often the queue's size is counted for the progress display
+TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
+TRANSIENT_TRIES = 5
+
+
+class Found(NamedTuple):
+    """A URL to add to the shared frontier."""
+
+    url: str
+    origin: str
+    depth: int
+    hops: int = 0
+    via: str | None = None
+    kind: str = PAGE
+    nesting: int = 0
+    lastmod: str | None = None
+
+
+LEASE_PAGES = f"""
+WITH ready AS (
+    SELECT h.origin FROM hosts h
+    WHERE h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
+      AND h.next_start <= now() AND h.paused_until <= now()
+      AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
+                  AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (%(fresh)s AND (%(cap)s = 0 OR h.started < %(cap)s))))
+    ORDER BY h.next_start, h.origin
+    LIMIT %(n)s
+    FOR UPDATE OF h SKIP LOCKED
+), pick AS (
+    SELECT u.id FROM ready CROSS JOIN LATERAL (
+        SELECT q.id FROM urls q, hosts h
+        WHERE h.origin = ready.origin AND q.origin = ready.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
+          AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (%(fresh)s AND (%(cap)s = 0 OR h.started < %(cap)s)))
+        ORDER BY q.attempt DESC, q.id LIMIT 1
+        FOR UPDATE OF q SKIP LOCKED
+    ) u
+), leased AS (
+    UPDATE urls SET state = '{LEASED}', owner = %(me)s, leased_at = now(), fetches = fetches + 1
+    FROM pick WHERE urls.id = pick.id
+    RETURNING urls.id, urls.url, urls.origin, urls.depth, urls.hops, urls.via, urls.kind, urls.nesting,
+              urls.lastmod, urls.attempt
+), counted AS (
+    UPDATE hosts SET in_flight = in_flight + 1, next_start = now() + make_interval(secs => hosts.crawl_delay),
+        started = started + (SELECT count(*) FROM leased l
+                             WHERE l.origin = hosts.origin AND l.kind = '{PAGE}' AND l.attempt = 1)
+    WHERE hosts.origin IN (SELECT origin FROM leased)
+), budget AS (
+    UPDATE crawl SET started = started + (SELECT count(*) FROM leased WHERE kind = '{PAGE}' AND attempt = 1)
+    WHERE id = 1
+)
+SELECT * FROM leased
+"""
+
+LEASE_ROBOTS = f"""
+WITH pick AS (
+    SELECT origin FROM hosts WHERE robots_state = '{WANTED}' AND paused_until <= now()
+    ORDER BY origin LIMIT %(n)s FOR UPDATE SKIP LOCKED
+)
+UPDATE hosts SET robots_state = '{FETCHING}', robots_owner = %(me)s, in_flight = in_flight + 1,
+    next_start = now() + make_interval(secs => hosts.crawl_delay)
+FROM pick WHERE hosts.origin = pick.origin
+RETURNING hosts.origin
+"""
+
+# When something held back may start: the soonest delay or pause among origins with work they may do.
+NEXT_WAKE = f"""
+SELECT extract(epoch FROM min(greatest(h.next_start, h.paused_until, q.not_before)) - now()) AS wait
+FROM hosts h JOIN LATERAL (
+    SELECT min(not_before) AS not_before FROM urls WHERE origin = h.origin AND state = '{QUEUED}'
+) q ON q.not_before IS NOT NULL
+WHERE h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
+"""
+
+# A worker whose heartbeat stopped is lost: its leases go back to the queue (urls, then hosts: the fixed order).
+RECLAIM = f"""
+WITH lost AS (
+    UPDATE workers SET status = '{LOST}', ended_at = alive_until
+    WHERE status = '{RUNNING}' AND alive_until < now() RETURNING id
+), freed AS (
+    UPDATE urls SET state = '{QUEUED}', owner = NULL
+    WHERE state = '{LEASED}' AND owner IN (SELECT w.id FROM workers w WHERE w.status <> '{RUNNING}'
+                                           UNION SELECT id FROM lost)
+    RETURNING origin
+)
+SELECT origin, count(*) AS n FROM freed GROUP BY origin ORDER BY origin
+"""
+
+
+class SharedFrontier(Frontier):
+    """The frontier of a crawl in PostgreSQL, as one worker sees it."""
+
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]], config: CrawlConfig, seeds: Sequence[str],
+                 worker: int, lease_seconds: float) -> None:  # fmt: skip
+        """Work on the crawl `conn` holds (of `seeds`, whose hosts are its scope) as worker `worker`, whose
+        leases live `lease_seconds` past each heartbeat."""
+        self.config = config
+        self._conn = conn
+        self._me = worker
+        self._lease_seconds = lease_seconds
+        self._beat_every = min(1.0, lease_seconds / 4)
+        self._seed_hosts = {host(url) for url in seeds}
+        self._seed_origins = {origin(url) for url in seeds}
+        self._ready: list[Request] = []  # leased this round, handed out by next() before the engine asks again
+        self._leases: dict[str, int] = {}  # url -> urls.id of what this worker holds
+        self._rules: dict[str, RobotRules] = {}
+        self._refused: list[Refusal] = []
+        self._later: list[tuple[float, Request]] = []  # robots.txt retries and redirects: held by this worker
+        self._wake = 0.0  # time.monotonic() before which another look for work would find none
+        self._last_beat = 0.0
+        self._last_count = 0.0
+        self._store_seconds = 0.0
+        self.rejected = 0  # completions refused because the lease was lost (a stop, or a missed heartbeat)
+        self.retried = 0  # transactions retried after a deadlock or serialisation failure
+        self.resumed_from = self._scalar(f"SELECT count(*) FROM urls WHERE state = '{DONE}' AND kind = '{PAGE}'")
+        self._count()
+
+    # -- the database ----------------------------------------------------------------------------------
+
+    def _scalar(self, sql: str, params: Any = None) -> int:
+        row = self._conn.execute(sql, params).fetchone()
+        return int(next(iter(row.values())) or 0) if row else 0
+
+    def _retrying(self, work: Callable[[], T]) -> T:
+        """Run `work` (one transaction), again after a deadlock or serialisation failure (counted)."""
+        for attempt in range(TRANSIENT_TRIES):
+            try:
+                return work()
+            except TRANSIENT:
+                self.retried += 1
+                if attempt == TRANSIENT_TRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._store_seconds += time.perf_counter() - start
+
+    @property
+    def store_seconds(self) -> float:
+        """Time spent talking to PostgreSQL."""
+        return self._store_seconds
+
+    def _count(self) -> None:
+        counts = {
+            row["state"]: row["n"]
+            for row in self._conn.execute(
+                f"SELECT state, count(*) AS n FROM urls WHERE kind = '{PAGE}' AND state IN "
+                f"('{QUEUED}', '{LEASED}', '{CAPPED}') GROUP BY state"
+            )
+        }
+        self.queued = counts.get(QUEUED, 0) + counts.get(LEASED, 0)
+        self.capped = counts.get(CAPPED, 0)
+        self._last_count = time.monotonic()
+
+    def _budget_left(self) -> int:
+        return self.config.max_pages - self._scalar("SELECT started FROM crawl WHERE id = 1 FOR UPDATE")
+
+    # -- leasing ---------------------------------------------------------------------------------------
+
+    def refill(self, idle: bool, free: int) -> None:
+        """Lease up to `free` requests that may start now: robots.txt first, then pages."""
+        now = time.monotonic()
+        while self._later and self._later[0][0] <= now and free > 0:
+            self._ready.append(self._later.pop(0)[1])
+            free -= 1
+        if free <= 0 or now < self._wake:
+            return
+        with self._timed():
+            leased = self._retrying(lambda: self._lease(free))
+            if len(leased) < free:
+                row = self._conn.execute(NEXT_WAKE, {"per_host": self.config.per_host}).fetchone()
+                wait = row["wait"] if row and row["wait"] is not None else POLL_SECONDS
+                self._wake = now + min(POLL_SECONDS, max(0.0, float(wait)))
+        for request in leased:
+            if request.robots or not self.config.obey_robots or request.sitemap is not None:
+                self._ready.append(request)
+                continue
+            rules = self._rules_of(request.origin)
+            if rules.allowed(request.url, self.config.user_agent):
+                self._ready.append(request)
+            else:
+                self._refused.append(Refusal(request, rules.error_kind, rules.reason or "disallowed by robots.txt"))
+
+    def _lease(self, free: int) -> list[Request]:
+        requests: list[Request] = []
+        with self._conn.transaction():
+            budget = self._budget_left()  # locks the crawl row: leases are taken one worker at a time
+            if self.config.obey_robots:
+                for row in self._conn.execute(LEASE_ROBOTS, {"n": free, "me": self._me}):
+                    requests.append(Request(robots_url(row["origin"]), row["origin"], 0, robots=True))
+            want = free - len(requests)
+            if want > 0:
+                rows = self._conn.execute(LEASE_PAGES, {
+                    "n": min(want, budget) if budget > 0 else want, "fresh": budget > 0, "me": self._me,
+                    "per_host": self.config.per_host, "cap": self.config.max_pages_per_host,
+                }).fetchall()  # fmt: skip
+                for row in rows:
+                    self._leases[row["url"]] = row["id"]
+                    via = tuple(row["via"].split("\n")) if row["via"] else ()
+                    sitemap = row["nesting"] if row["kind"] == SITEMAP else None
+                    requests.append(Request(row["url"], row["origin"], row["depth"], row["hops"], via,
+                                            row["attempt"], lastmod=row["lastmod"], sitemap=sitemap))  # fmt: skip
+        self.limit_reached = budget <= 0
+        return requests
+
+    def _rules_of(self, key: str) -> RobotRules:
+        """The robots.txt rules of origin `key`, stored by whichever worker fetched it (ready before any of
+        its pages is leased)."""
+        if key not in self._rules:
+            row = self._conn.execute(
+                "SELECT robots_status, robots_body, robots_error FROM hosts WHERE origin = %s", [key]
+            ).fetchone()
+            assert row is not None
+            self._rules[key] = RobotRules.from_response(row["robots_status"], bytes(row["robots_body"] or b""),
+                                                        row["robots_error"])  # fmt: skip
+        return self._rules[key]
+
+    def next(self, now: float) -> Request | None:
+        """The next request leased this round."""
+        return self._ready.pop(0) if self._ready else None
+
+    def refusals(self) -> list[Refusal]:
+        """Leased pages robots.txt forbids: the engine records them (which completes their lease)."""
+        refused, self._refused = self._refused, []
+        return refused
+
+    def returned(self, request: Request, now: float) -> None:
+        """Nothing to do: the lease ends with the transaction that completes or requeues the request."""
+
+    # -- finishing -------------------------------------------------------------------------------------
+
+    def _finish(self, request: Request, kind: str, row: dict[str, Any], links: list[tuple[str, bool]] | None,
+                found: list[Found]) -> bool:  # fmt: skip
+        """Record a finished page or sitemap in one transaction, if this worker still holds its lease: its
+        done mark, the URLs it found (new origins first, then URLs, each in key order), its result row, and its
+        origin's in-flight count last. Returns whether it was accepted."""
+        lease = self._leases.pop(request.url, None)
+        if lease is None:
+            self.rejected += 1
+            return False
+        found = sorted({item.url: item for item in found}.values())
+        origins = sorted({item.origin for item in found})
+
+        def work() -> bool:
+            with self._conn.transaction():
+                mine = self._conn.execute(
+                    f"UPDATE urls SET state = '{DONE}' WHERE id = %s AND state = '{LEASED}' AND owner = %s "
+                    "RETURNING origin",
+                    [lease, self._me],
+                ).fetchone()
+                if mine is None:
+                    return False
+                with self._conn.pipeline():
+                    self._insert_found(found, origins)
+                    self._conn.execute(
+                        "INSERT INTO results (url, worker, kind, row, links, redirected_from) VALUES (%s, %s, %s, %s, "
+                        "%s, %s)",
+                        [request.url, self._me, kind, json.dumps(row),
+                         None if links is None else json.dumps(links), json.dumps(list(request.via))],
+                    )  # fmt: skip
+                    self._conn.execute("UPDATE hosts SET in_flight = in_flight - 1 WHERE origin = %s", [mine["origin"]])
+                return True
+
+        with self._timed():
+            accepted = self._retrying(work)
+        if not accepted:
+            self.rejected += 1
+        elif found:
+            self._wake = 0.0  # new work, perhaps for an origin that may start now
+        return accepted
+
+    def _insert_found(self, found: list[Found], origins: list[str]) -> None:
+        if not found:
+            return
+        state = WANTED if self.config.obey_robots else READY
+        self._conn.execute(
+            "INSERT INTO hosts (origin, robots_state, crawl_delay) SELECT unnest(%s::text[]), %s, %s "
+            "ON CONFLICT (origin) DO NOTHING",
+            [origins, state, self.config.delay],
+        )
+        self._conn.execute(
+            "INSERT INTO urls (url, origin, depth, hops, via, kind, nesting, lastmod) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], %s::int[], "
+            "%s::text[]) ON CONFLICT (url) DO NOTHING",
+            [list(column) for column in zip(*found, strict=True)],
+        )
+
+    def complete(self, outcome: Outcome) -> bool:
+        """Record a finished page and the URLs it found in scope and within the depth limit."""
+        found = [
+            Found(item.url, origin(item.url), item.depth, item.hops, "\n".join(item.via) or None)
+            for item in outcome.found
+            if item.depth <= self.config.depth and self._in_scope(item.url)
+        ]
+        return self._finish(outcome.request, PAGE, outcome.row, outcome.links, found)
+
+    def _in_scope(self, url: str) -> bool:
+        return not self.config.same_host or host(url) in self._seed_hosts
+
+    def retry(self, request: Request, at: float) -> None:
+        """Queue `request` again, for any worker, not before `at`; robots.txt stays with this worker."""
+        if request.robots:
+            self._hold(request, at)
+            return
+        lease = self._leases.pop(request.url, None)
+        if lease is None:
+            return
+        wait = max(0.0, at - time.monotonic())
+
+        def work() -> None:
+            with self._conn.transaction():
+                mine = self._conn.execute(
+                    f"UPDATE urls SET state = '{QUEUED}', owner = NULL, attempt = %s, "
+                    "not_before = now() + make_interval(secs => %s) "
+                    f"WHERE id = %s AND state = '{LEASED}' AND owner = %s RETURNING origin",
+                    [request.attempt, wait, lease, self._me],
+                ).fetchone()
+                if mine is not None:
+                    self._conn.execute("UPDATE hosts SET in_flight = in_flight - 1 WHERE origin = %s",
+                                       [mine["origin"]])  # fmt: skip
+
+        with self._timed():
+            self._retrying(work)
+
+    def _hold(self, request: Request, at: float) -> None:
+        self._later.append((at, request))
+        self._later.sort(key=lambda item: item[0])
+
+    def pause(self, origin_key: str, until: float, now: float) -> None:
+        """A Retry-After: no worker starts anything on the origin before `until`."""
+        with self._timed():
+            self._conn.execute(
+                "UPDATE hosts SET paused_until = greatest(paused_until, now() + make_interval(secs => %s)) "
+                "WHERE origin = %s",
+                [max(0.0, until - now), origin_key],
+            )
+
+    # -- robots.txt and sitemaps -----------------------------------------------------------------------
+
+    def robots_answered(self, request: Request, status: int | None, body: bytes, error_kind: str | None,
+                        location: str | None, now: float) -> None:  # fmt: skip
+        """Follow a redirect (five at most, still holding the origin's robots.txt), else store what it said for
+        every worker, with the origin's delay (the longer of --delay and Crawl-delay), and queue the seed
+        origin's sitemaps."""
+        target = resolve(location, request.url) if location else None
+        if status in REDIRECTS and target and request.hops < ROBOTS_MAX_REDIRECTS:
+            self._hold(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
+            return
+        rules = RobotRules.from_response(status, body, error_kind)
+        self._rules[request.origin] = rules
+        delay = max(self.config.delay, rules.crawl_delay(self.config.user_agent))
+        found = self._sitemaps_of(request.origin, rules)
+
+        def work() -> None:
+            with self._conn.transaction():
+                self._insert_found(found, sorted({item.origin for item in found}))
+                self._conn.execute(
+                    f"UPDATE hosts SET robots_state = '{READY}', robots_status = %s, robots_body = %s, "
+                    "robots_error = %s, crawl_delay = %s, in_flight = in_flight - 1 "
+                    f"WHERE origin = %s AND robots_state = '{FETCHING}' AND robots_owner = %s",
+                    [status, body, error_kind, delay, request.origin, self._me],
+                )
+
+        with self._timed():
+            self._retrying(work)
+        self._wake = 0.0
+
+    def _sitemaps_of(self, key: str, rules: RobotRules) -> list[Found]:
+        """A seed origin's sitemaps: those its robots.txt names, and /sitemap.xml if robots.txt allows it."""
+        if not self.config.sitemaps or key not in self._seed_origins:
+            return []
+        usual = canonical(f"{key}/sitemap.xml")
+        allowed = rules.allowed(usual, self.config.user_agent) or not self.config.obey_robots
+        return [Found(url, origin(url), 0, kind=SITEMAP) for url in [*rules.sitemaps(), *([usual] if allowed else [])]]
+
+    def _may_read(self, url: str, near: str) -> bool:
+        if host(url) != host(near) or len(url) > self.config.max_url_length:
+            return False
+        return not self.config.obey_robots or self._rules_of_known(origin(url)).allowed(url, self.config.user_agent)
+
+    def _rules_of_known(self, key: str) -> RobotRules:
+        row = self._conn.execute("SELECT robots_state FROM hosts WHERE origin = %s", [key]).fetchone()
+        return self._rules_of(key) if row and row["robots_state"] == READY else RobotRules()
+
+    def sitemap_answered(self, request: Request, status: int | None, body: bytes, truncated: bool,
+                         error_kind: str | None, error_message: str | None, location: str | None,
+                         now: float) -> None:  # fmt: skip
+        """Queue the pages a sitemap lists and the sitemaps it lists on its host, and record it."""
+        nesting = request.sitemap or 0
+        target = resolve(location, request.url) if location else None
+        row: dict[str, Any] = {"url": request.url, "status": status, "error_kind": error_kind,
+                               "error_message": error_message, "pages": 0, "sitemaps": 0}  # fmt: skip
+        found: list[Found] = []
+        if status in REDIRECTS and target and request.hops < SITEMAP_MAX_REDIRECTS:
+            if self._may_read(target, request.url):
+                found.append(Found(target, origin(target), 0, request.hops + 1, kind=SITEMAP, nesting=nesting))
+                row["error_message"] = f"redirected to {target}"
+            else:
+                row["error_kind"] = "sitemap"
+                row["error_message"] = f"redirected to {target}: not followed (another host, or robots.txt)"
+        elif status is not None and status != 200 and error_kind is None:
+            row["error_kind"], row["error_message"] = "http", f"HTTP {status}"
+        elif status == 200:
+            sitemap = parse_sitemap(body, request.url)
+            row["pages"], row["sitemaps"] = len(sitemap.pages), len(sitemap.sitemaps)
+            faults = [sitemap.error] if sitemap.error else []
+            if truncated:
+                faults.insert(0, f"cut at --max-size ({self.config.max_size:,} bytes): the rest was not read")
+            if sitemap.sitemaps and nesting >= SITEMAP_MAX_NESTING:
+                faults.append(f"sitemap indexes nested more than {SITEMAP_MAX_NESTING} deep: not followed")
+            else:
+                found += [Found(url, origin(url), 0, kind=SITEMAP, nesting=nesting + 1)
+                          for url in sitemap.sitemaps if self._may_read(url, request.url)]  # fmt: skip
+            if faults:
+                row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)
+            if self.config.depth >= SITEMAP_DEPTH:
+                found += [Found(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
+                          for entry in sitemap.pages
+                          if len(entry.url) <= self.config.max_url_length and self._in_scope(entry.url)]  # fmt: skip
+        self._finish(request, SITEMAP, row, None, found)
+
+    def stored_links(self, url: str) -> list[tuple[str, bool]]:
+        """None: a shared crawl is never a refresh, so no page is found unchanged."""
+        return []
+
+    # -- the end, the heartbeat, a stop ----------------------------------------------------------------
+
+    def exhausted(self) -> bool:
+        """Nothing is queued that may still start (budget and caps considered) and nothing is leased, by any
+        worker; nothing is held here either."""
+        if self._ready or self._refused or self._later or self._leases:
+            return False
+        with self._timed():
+            if self.config.max_pages_per_host:
+                self._conn.execute(
+                    f"UPDATE urls SET state = '{CAPPED}' WHERE state = '{QUEUED}' AND kind = '{PAGE}' AND attempt = 1 "
+                    "AND origin IN (SELECT origin FROM hosts WHERE started >= %s)",
+                    [self.config.max_pages_per_host],
+                )
+            row = self._conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}') "
+                f"OR EXISTS (SELECT 1 FROM hosts WHERE robots_state <> '{READY}') "
+                f"OR EXISTS (SELECT 1 FROM urls WHERE state = '{QUEUED}' "
+                f"AND (kind <> '{PAGE}' OR attempt > 1 OR (SELECT started < %s FROM crawl))) AS busy",
+                [self.config.max_pages],
+            ).fetchone()
+        self.limit_reached = self._scalar("SELECT started FROM crawl") >= self.config.max_pages
+        return not (row and row["busy"])
+
+    def next_wake(self) -> float | None:
+        """When this worker looks for work again (or a held robots.txt request is due)."""
+        times = [self._wake] + [at for at, _ in self._later[:1]]
+        return min(times)
+
+    def tick(self) -> None:
+        """The heartbeat (which keeps this worker's leases), and a look for lost workers to reclaim."""
+        now = time.monotonic()
+        if now - self._last_beat >= self._beat_every:
+            self._last_beat = now
+            with self._timed():
+                self.heartbeat()
+                self._retrying(self._reclaim)
+        if now - self._last_count >= STATUS_SECONDS:
+            self._count()
+
+    def heartbeat(self) -> None:
+        """Tell the cluster this worker is alive for another lease time."""
+        self._conn.execute(
+            "UPDATE workers SET alive_until = now() + make_interval(secs => %s) WHERE id = %s",
+            [self._lease_seconds, self._me],
+        )
+
+    def _reclaim(self) -> None:
+        with self._conn.transaction():
+            freed = self._conn.execute(RECLAIM).fetchall()
+            if freed:
+                self._conn.execute(
+                    "UPDATE hosts SET in_flight = in_flight - f.n FROM unnest(%s::text[], %s::int[]) AS f(origin, n) "
+                    "WHERE hosts.origin = f.origin",
+                    [[row["origin"] for row in freed], [row["n"] for row in freed]],
+                )
+            self._conn.execute(
+                f"UPDATE hosts SET robots_state = '{WANTED}', robots_owner = NULL, in_flight = in_flight - 1 "
+                f"WHERE robots_state = '{FETCHING}' "
+                f"AND robots_owner IN (SELECT id FROM workers WHERE status <> '{RUNNING}')"
+            )
+        if freed:
+            self._wake = 0.0
+
+    def stopping(self) -> bool:
+        """A stop was asked for: hand every lease back at once; what is in flight is abandoned."""
+        self._ready.clear()
+        self._later.clear()
+        self._leases.clear()
+
+        def work() -> None:
+            with self._conn.transaction():
+                freed = self._conn.execute(
+                    f"UPDATE urls SET state = '{QUEUED}', owner = NULL WHERE state = '{LEASED}' AND owner = %s "
+                    "RETURNING origin",
+                    [self._me],
+                ).fetchall()
+                counts: dict[str, int] = {}
+                for row in freed:
+                    counts[row["origin"]] = counts.get(row["origin"], 0) + 1
+                self._conn.execute(
+                    "UPDATE hosts SET in_flight = in_flight - f.n FROM unnest(%s::text[], %s::int[]) AS f(origin, n) "
+                    "WHERE hosts.origin = f.origin",
+                    [sorted(counts), [counts[key] for key in sorted(counts)]],
+                )
+                self._conn.execute(
+                    f"UPDATE hosts SET robots_state = '{WANTED}', robots_owner = NULL, in_flight = in_flight - 1 "
+                    f"WHERE robots_state = '{FETCHING}' AND robots_owner = %s",
+                    [self._me],
+                )
+
+        with self._timed():
+            self._retrying(work)
+        return True
+
+    def flush(self) -> None:
+        """Nothing to do: every page was committed when it was completed."""

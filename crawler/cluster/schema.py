@@ -1,0 +1,175 @@
+"""The shared crawl's tables in PostgreSQL, and the crawl record: what defines the crawl for every worker.
+
+One PostgreSQL database holds one crawl (its seeds and settings in `crawl`), its frontier (`urls`, one row a
+URL, with its state and, while leased, its worker), its origins' politeness and robots.txt (`hosts`), its
+workers (`workers`, one row a run: heartbeat, figures) and what they fetched (`results`, in the order they were
+committed, which `crawler pull` follows). Locks are always taken in one order: the crawl row, then hosts
+rows, then urls rows; within a table, in key order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+SCHEMA_VERSION = 1
+QUEUED, LEASED, DONE, CAPPED = "queued", "leased", "done", "capped"
+PAGE, SITEMAP = "page", "sitemap"
+# robots.txt of an origin: wanted (nobody has it yet), fetching (a worker has it leased), ready (stored)
+WANTED, FETCHING, READY = "wanted", "fetching", "ready"
+RUNNING, LOST = "running", "lost"  # a worker's status while it runs; one whose heartbeat stopped
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS crawl (
+    id int PRIMARY KEY CHECK (id = 1),
+    schema_version int NOT NULL,
+    seeds jsonb NOT NULL,
+    settings jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started bigint NOT NULL DEFAULT 0          -- pages started, for --max-pages
+);
+CREATE TABLE IF NOT EXISTS hosts (
+    origin text PRIMARY KEY,
+    robots_state text NOT NULL DEFAULT '{WANTED}',
+    robots_owner bigint,
+    robots_status int,
+    robots_body bytea,
+    robots_error text,
+    crawl_delay float8 NOT NULL DEFAULT 0,     -- the delay between starts: --delay or Crawl-delay, the longer
+    in_flight int NOT NULL DEFAULT 0,          -- requests leased and not finished
+    started bigint NOT NULL DEFAULT 0,         -- pages started, for --max-pages-per-host
+    next_start timestamptz NOT NULL DEFAULT '-infinity',
+    paused_until timestamptz NOT NULL DEFAULT '-infinity'  -- a Retry-After
+);
+CREATE TABLE IF NOT EXISTS urls (
+    id bigserial PRIMARY KEY,
+    url text NOT NULL UNIQUE,
+    origin text NOT NULL,
+    depth int NOT NULL,
+    hops int NOT NULL DEFAULT 0,
+    via text,
+    kind text NOT NULL DEFAULT '{PAGE}',
+    nesting int NOT NULL DEFAULT 0,           -- a sitemap: how many sitemap indexes led to it
+    lastmod text,
+    state text NOT NULL DEFAULT '{QUEUED}',
+    attempt int NOT NULL DEFAULT 1,
+    not_before timestamptz NOT NULL DEFAULT '-infinity',
+    owner bigint,
+    leased_at timestamptz,
+    fetches int NOT NULL DEFAULT 0            -- times it was leased: more than its attempts means a lost lease
+);
+CREATE INDEX IF NOT EXISTS urls_queued ON urls (origin, id) WHERE state = '{QUEUED}';
+CREATE INDEX IF NOT EXISTS urls_leased ON urls (owner) WHERE state = '{LEASED}';
+CREATE TABLE IF NOT EXISTS workers (
+    id bigserial PRIMARY KEY,
+    machine text NOT NULL,
+    pid int NOT NULL,
+    backend text NOT NULL,
+    parser text NOT NULL,
+    concurrency int NOT NULL,
+    lease_seconds float8 NOT NULL,
+    status text NOT NULL DEFAULT '{RUNNING}',
+    started_at timestamptz NOT NULL DEFAULT now(),
+    alive_until timestamptz NOT NULL,
+    crawl_created timestamptz NOT NULL,       -- which crawl of the database it worked on
+    ended_at timestamptz,
+    figures jsonb NOT NULL DEFAULT '{{}}'      -- elapsed_s, cpu_seconds, peak_rss_mb, parse_seconds...
+);
+CREATE TABLE IF NOT EXISTS results (
+    seq bigserial PRIMARY KEY,
+    url text NOT NULL,
+    worker bigint NOT NULL,
+    kind text NOT NULL,
+    row jsonb NOT NULL,                       -- the pages (or sitemaps) row, as the SQLite database stores it
+    links jsonb,                              -- [[target, followed], ...]
+    redirected_from jsonb NOT NULL DEFAULT '[]',
+    done_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS results_worker ON results (worker, done_at);
+"""
+TABLES = ("results", "workers", "urls", "hosts", "crawl")
+
+
+class ClusterError(Exception):
+    """The shared crawl cannot be used as asked; the message is worded for the user (exit code 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedCrawl:
+    """The crawl record: its seeds and every setting that defines it (the same for every worker)."""
+
+    seeds: list[str]
+    settings: dict[str, Any]
+    created_at: str
+
+
+def connect(url: str, autocommit: bool = True) -> psycopg.Connection[dict[str, Any]]:
+    """A connection to the frontier's database; `ClusterError` (one line) if it cannot be reached."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=10)
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(f"cannot reach the frontier {redacted(url)}: {reason}") from None
+    except Exception as exc:  # a malformed URL: psycopg's conninfo parser raises ProgrammingError or ValueError
+        raise ClusterError(f"not a PostgreSQL URL: {redacted(url)} ({exc})") from None
+
+
+def redacted(url: str) -> str:
+    """`url` with its password, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, place = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{place}"
+
+
+def read_crawl(conn: psycopg.Connection[dict[str, Any]]) -> SharedCrawl | None:
+    """The crawl record, if the database holds one."""
+    exists = conn.execute("SELECT to_regclass('crawl') IS NOT NULL AS present").fetchone()
+    if not exists or not exists["present"]:
+        return None
+    row = conn.execute("SELECT seeds, settings, created_at FROM crawl WHERE id = 1").fetchone()
+    if row is None:
+        return None
+    return SharedCrawl(row["seeds"], row["settings"], row["created_at"].isoformat(timespec="milliseconds"))
+
+
+def unfinished(conn: psycopg.Connection[dict[str, Any]]) -> bool:
+    """Whether the crawl there has URLs queued or leased (a crawl that spent --max-pages counts as finished)."""
+    row = conn.execute(
+        f"SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}') "
+        f"OR (EXISTS (SELECT 1 FROM urls WHERE state = '{QUEUED}') "
+        "AND (SELECT started < (settings->>'max_pages')::bigint FROM crawl)) AS more"
+    ).fetchone()
+    return bool(row and row["more"])
+
+
+def create_crawl(conn: psycopg.Connection[dict[str, Any]], seeds: Sequence[str], settings: dict[str, Any],
+                 rows: Sequence[tuple[str, str, str]], robots: bool) -> None:  # fmt: skip
+    """Make the database hold a new crawl of `seeds` with `settings`, replacing any crawl it held (its
+    results and workers stay, and `pull` keeps reading them in order). `rows` are the first URLs (url, origin,
+    kind): the seeds, and the sitemaps to read when robots.txt is not. Origins start with their robots.txt
+    wanted if `robots`, else ready."""
+    with conn.transaction():
+        conn.execute(DDL)
+        conn.execute("LOCK TABLE crawl IN ACCESS EXCLUSIVE MODE")  # two `crawl --frontier` at once: one wins
+        conn.execute("TRUNCATE urls, hosts, crawl")
+        conn.execute(
+            "INSERT INTO crawl (id, schema_version, seeds, settings) VALUES (1, %s, %s, %s)",
+            [SCHEMA_VERSION, json.dumps(list(seeds)), json.dumps(settings)],
+        )
+        origins = sorted({key for _, key, _ in rows})
+        conn.execute(
+            "INSERT INTO hosts (origin, robots_state, crawl_delay) SELECT unnest(%s::text[]), %s, %s",
+            [origins, WANTED if robots else READY, settings["delay"]],
+        )
+        conn.execute(
+            "INSERT INTO urls (url, origin, depth, kind) SELECT u, o, 0, k "
+            "FROM unnest(%s::text[], %s::text[], %s::text[]) AS s(u, o, k) ORDER BY u ON CONFLICT (url) DO NOTHING",
+            [[url for url, _, _ in rows], [key for _, key, _ in rows], [kind for _, _, kind in rows]],
+        )

@@ -261,8 +261,9 @@ class PageStore:
         return self.flush()
 
     def record_sitemap(self, row: dict[str, Any]) -> None:
-        """Record a sitemap fetch of this run (written with the next batch)."""
-        self._sitemaps.append({**row, "run_id": self.run_id, "fetched_at": run_record.now()})
+        """Record a sitemap fetch of this run (written with the next batch); it was fetched now unless the row
+        says when (a pull of a shared crawl's)."""
+        self._sitemaps.append({"fetched_at": run_record.now(), **row, "run_id": self.run_id})
 
     def commit(
         self,

@@ -21,21 +21,30 @@ from typing import Any, NamedTuple, TypeVar
 import psycopg
 from psycopg import errors
 
-from crawler.cluster.schema import CAPPED, DONE, FETCHING, LEASED, LOST, PAGE, QUEUED, READY, RUNNING, SITEMAP, WANTED
+from crawler.cluster.schema import (
+    CAPPED,
+    DONE,
+    FETCHING,
+    LEASED,
+    LOST,
+    PAGE,
+    QUEUED,
+    READY,
+    ROBOTS,
+    RUNNING,
+    SITEMAP,
+    WANTED,
+)
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Frontier, Outcome, Refusal, Request
-from crawler.engine.local_frontier import (
-    ROBOTS_MAX_REDIRECTS,
-    SITEMAP_DEPTH,
-    SITEMAP_MAX_NESTING,
-    SITEMAP_MAX_REDIRECTS,
-)
+from crawler.engine.local_frontier import ROBOTS_MAX_REDIRECTS
 from crawler.engine.robots import RobotRules, robots_url
-from crawler.engine.sitemaps import parse_sitemap
+from crawler.engine.sitemap_answer import SITEMAP_DEPTH, answer_sitemap
 from crawler.engine.urls import canonical, host, origin, resolve
 
 T = TypeVar("T")
 REDIRECTS = (301, 302, 303, 307, 308)
+LEASE_BATCH = 4  # a worker leases once 1/LEASE_BATCH of its slots are free
 POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
 STATUS_SECONDS = 1.0  # how often the queue's size is counted for the progress display
 TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
@@ -55,59 +64,31 @@ class Found(NamedTuple):
     lastmod: str | None = None
 
 
-LEASE_PAGES = f"""
-WITH ready AS (
-    SELECT h.origin FROM hosts h
-    WHERE h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
-      AND h.next_start <= now() AND h.paused_until <= now()
-      AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
-                  AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (%(fresh)s AND (%(cap)s = 0 OR h.started < %(cap)s))))
-    ORDER BY h.next_start, h.origin
-    LIMIT %(n)s
-    FOR UPDATE OF h SKIP LOCKED
-), pick AS (
-    SELECT u.id FROM ready CROSS JOIN LATERAL (
-        SELECT q.id FROM urls q, hosts h
-        WHERE h.origin = ready.origin AND q.origin = ready.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
-          AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (%(fresh)s AND (%(cap)s = 0 OR h.started < %(cap)s)))
-        ORDER BY q.attempt DESC, q.id LIMIT 1
-        FOR UPDATE OF q SKIP LOCKED
-    ) u
-), leased AS (
-    UPDATE urls SET state = '{LEASED}', owner = %(me)s, leased_at = now(), fetches = fetches + 1
-    FROM pick WHERE urls.id = pick.id
-    RETURNING urls.id, urls.url, urls.origin, urls.depth, urls.hops, urls.via, urls.kind, urls.nesting,
-              urls.lastmod, urls.attempt
-), counted AS (
-    UPDATE hosts SET in_flight = in_flight + 1, next_start = now() + make_interval(secs => hosts.crawl_delay),
-        started = started + (SELECT count(*) FROM leased l
-                             WHERE l.origin = hosts.origin AND l.kind = '{PAGE}' AND l.attempt = 1)
-    WHERE hosts.origin IN (SELECT origin FROM leased)
-), budget AS (
-    UPDATE crawl SET started = started + (SELECT count(*) FROM leased WHERE kind = '{PAGE}' AND attempt = 1)
-    WHERE id = 1
-)
-SELECT * FROM leased
-"""
+class _Finished(NamedTuple):
+    """A finished page or sitemap waiting for the transaction that records it."""
 
-LEASE_ROBOTS = f"""
-WITH pick AS (
-    SELECT origin FROM hosts WHERE robots_state = '{WANTED}' AND paused_until <= now()
-    ORDER BY origin LIMIT %(n)s FOR UPDATE SKIP LOCKED
-)
-UPDATE hosts SET robots_state = '{FETCHING}', robots_owner = %(me)s, in_flight = in_flight + 1,
-    next_start = now() + make_interval(secs => hosts.crawl_delay)
-FROM pick WHERE hosts.origin = pick.origin
-RETURNING hosts.origin
-"""
+    lease: int
+    url: str
+    kind: str
+    row: str  # JSON
+    links: str | None  # JSON
+    chain: str  # JSON: the URLs whose redirects ended here
+    found: list[Found]
 
-# When something held back may start: the soonest delay or pause among origins with work they may do.
+
+COMPLETE = (
+    "SELECT crawler_complete(%s::bigint, %s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[], "
+    "%s::jsonb[], %s, %s::float8, %s::int[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], "
+    "%s::int[], %s::text[]) AS accepted"
+)
+FLUSH_SECONDS = 0.1  # finished pages wait at most this long for the transaction that records them
+
+# When an origin held back by its delay or a Retry-After may start, among those with URLs queued (a retry's
+# own wait is left to the next poll).
 NEXT_WAKE = f"""
-SELECT extract(epoch FROM min(greatest(h.next_start, h.paused_until, q.not_before)) - now()) AS wait
-FROM hosts h JOIN LATERAL (
-    SELECT min(not_before) AS not_before FROM urls WHERE origin = h.origin AND state = '{QUEUED}'
-) q ON q.not_before IS NOT NULL
+SELECT extract(epoch FROM min(greatest(h.next_start, h.paused_until)) - now()) AS wait FROM hosts h
 WHERE h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
+  AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}')
 """
 
 # A worker whose heartbeat stopped is lost: its leases go back to the queue (urls, then hosts: the fixed order).
@@ -137,8 +118,11 @@ class SharedFrontier(Frontier):
         self._me = worker
         self._lease_seconds = lease_seconds
         self._beat_every = min(1.0, lease_seconds / 4)
+        self._batch = max(1, config.concurrency // LEASE_BATCH)
         self._seed_hosts = {host(url) for url in seeds}
         self._seed_origins = {origin(url) for url in seeds}
+        self._pending: list[_Finished] = []  # finished, for the next transaction
+        self._pending_since = 0.0
         self._ready: list[Request] = []  # leased this round, handed out by next() before the engine asks again
         self._leases: dict[str, int] = {}  # url -> urls.id of what this worker holds
         self._rules: dict[str, RobotRules] = {}
@@ -196,22 +180,22 @@ class SharedFrontier(Frontier):
         self.capped = counts.get(CAPPED, 0)
         self._last_count = time.monotonic()
 
-    def _budget_left(self) -> int:
-        return self.config.max_pages - self._scalar("SELECT started FROM crawl WHERE id = 1 FOR UPDATE")
-
     # -- leasing ---------------------------------------------------------------------------------------
 
     def refill(self, idle: bool, free: int) -> None:
-        """Lease up to `free` requests that may start now: robots.txt first, then pages."""
+        """Lease up to `free` requests that may start now (robots.txt first, then pages), once a quarter of the
+        slots are free: a lease costs a round trip to the database whatever its size."""
         now = time.monotonic()
         while self._later and self._later[0][0] <= now and free > 0:
             self._ready.append(self._later.pop(0)[1])
             free -= 1
-        if free <= 0 or now < self._wake:
+        if self._pending and (free >= self._batch or now - self._pending_since >= FLUSH_SECONDS):
+            self._flush()  # first: the lease then sees the slots these pages free on their hosts
+        if free < self._batch or now < self._wake:
             return
         with self._timed():
             leased = self._retrying(lambda: self._lease(free))
-            if len(leased) < free:
+            if not leased:  # else the results of those leased bring the engine back soon
                 row = self._conn.execute(NEXT_WAKE, {"per_host": self.config.per_host}).fetchone()
                 wait = row["wait"] if row and row["wait"] is not None else POLL_SECONDS
                 self._wake = now + min(POLL_SECONDS, max(0.0, float(wait)))
@@ -226,25 +210,21 @@ class SharedFrontier(Frontier):
                 self._refused.append(Refusal(request, rules.error_kind, rules.reason or "disallowed by robots.txt"))
 
     def _lease(self, free: int) -> list[Request]:
-        requests: list[Request] = []
-        with self._conn.transaction():
-            budget = self._budget_left()  # locks the crawl row: leases are taken one worker at a time
-            if self.config.obey_robots:
-                for row in self._conn.execute(LEASE_ROBOTS, {"n": free, "me": self._me}):
-                    requests.append(Request(robots_url(row["origin"]), row["origin"], 0, robots=True))
-            want = free - len(requests)
-            if want > 0:
-                rows = self._conn.execute(LEASE_PAGES, {
-                    "n": min(want, budget) if budget > 0 else want, "fresh": budget > 0, "me": self._me,
-                    "per_host": self.config.per_host, "cap": self.config.max_pages_per_host,
-                }).fetchall()  # fmt: skip
-                for row in rows:
-                    self._leases[row["url"]] = row["id"]
-                    via = tuple(row["via"].split("\n")) if row["via"] else ()
-                    sitemap = row["nesting"] if row["kind"] == SITEMAP else None
-                    requests.append(Request(row["url"], row["origin"], row["depth"], row["hops"], via,
-                                            row["attempt"], lastmod=row["lastmod"], sitemap=sitemap))  # fmt: skip
-        self.limit_reached = budget <= 0
+        """One call of `crawler_lease` (crawler.cluster.schema): robots.txt first, then pages, in one transaction."""
+        rows = self._conn.execute(
+            "SELECT * FROM crawler_lease(%s::bigint, %s::int, %s::int, %s::int, %s)",
+            [self._me, free, self.config.per_host, self.config.max_pages_per_host, self.config.obey_robots],
+        ).fetchall()
+        requests = []
+        for row in rows:
+            if row["kind"] == ROBOTS:
+                requests.append(Request(robots_url(row["origin"]), row["origin"], 0, robots=True))
+                continue
+            self._leases[row["url"]] = row["id"]
+            via = tuple(row["via"].split("\n")) if row["via"] else ()
+            sitemap = row["nesting"] if row["kind"] == SITEMAP else None
+            requests.append(Request(row["url"], row["origin"], row["depth"], row["hops"], via, row["attempt"],
+                                    lastmod=row["lastmod"], sitemap=sitemap))  # fmt: skip
         return requests
 
     def _rules_of(self, key: str) -> RobotRules:
@@ -275,43 +255,44 @@ class SharedFrontier(Frontier):
 
     def _finish(self, request: Request, kind: str, row: dict[str, Any], links: list[tuple[str, bool]] | None,
                 found: list[Found]) -> bool:  # fmt: skip
-        """Record a finished page or sitemap in one transaction, if this worker still holds its lease: its
-        done mark, the URLs it found (new origins first, then URLs, each in key order), its result row, and its
-        origin's in-flight count last. Returns whether it was accepted."""
+        """Take a finished page or sitemap to record with the next batch (`_flush`); False if this worker no
+        longer holds its lease (it handed it back on a stop)."""
         lease = self._leases.pop(request.url, None)
         if lease is None:
             self.rejected += 1
             return False
-        found = sorted({item.url: item for item in found}.values())
-        origins = sorted({item.origin for item in found})
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(_Finished(lease, request.url, kind, json.dumps(row),
+                                       None if links is None else json.dumps(links),
+                                       json.dumps(list(request.via)), found))  # fmt: skip
+        if len(self._pending) >= self._batch:
+            self._flush()
+        return True
 
-        def work() -> bool:
-            with self._conn.transaction():
-                mine = self._conn.execute(
-                    f"UPDATE urls SET state = '{DONE}' WHERE id = %s AND state = '{LEASED}' AND owner = %s "
-                    "RETURNING origin",
-                    [lease, self._me],
-                ).fetchone()
-                if mine is None:
-                    return False
-                with self._conn.pipeline():
-                    self._insert_found(found, origins)
-                    self._conn.execute(
-                        "INSERT INTO results (url, worker, kind, row, links, redirected_from) VALUES (%s, %s, %s, %s, "
-                        "%s, %s)",
-                        [request.url, self._me, kind, json.dumps(row),
-                         None if links is None else json.dumps(links), json.dumps(list(request.via))],
-                    )  # fmt: skip
-                    self._conn.execute("UPDATE hosts SET in_flight = in_flight - 1 WHERE origin = %s", [mine["origin"]])
-                return True
+    def _flush(self) -> None:
+        """Record the finished pages in one transaction (`crawler_complete` in crawler.cluster.schema): each
+        whole, and only if this worker still holds its lease (one that does not is counted in `rejected`)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        found = sorted(((index, item) for index, page in enumerate(pending, 1) for item in page.found),
+                       key=lambda pair: pair[1].url)  # fmt: skip
+        pages = [list(column) for column in zip(*(page[:6] for page in pending), strict=True)]
+        columns = [[index for index, _ in found], *(list(column) for column in zip(*(item for _, item in found),
+                                                                                  strict=True))]  # fmt: skip
+        if not found:
+            columns = [[] for _ in range(len(Found._fields) + 1)]
+        arguments = [self._me, *pages, WANTED if self.config.obey_robots else READY, self.config.delay, *columns]
+
+        def work() -> int:
+            return len(self._conn.execute(COMPLETE, arguments).fetchall())
 
         with self._timed():
             accepted = self._retrying(work)
-        if not accepted:
-            self.rejected += 1
-        elif found:
+        self.rejected += len(pending) - accepted
+        if found:
             self._wake = 0.0  # new work, perhaps for an origin that may start now
-        return accepted
 
     def _insert_found(self, found: list[Found], origins: list[str]) -> None:
         if not found:
@@ -429,39 +410,15 @@ class SharedFrontier(Frontier):
     def sitemap_answered(self, request: Request, status: int | None, body: bytes, truncated: bool,
                          error_kind: str | None, error_message: str | None, location: str | None,
                          now: float) -> None:  # fmt: skip
-        """Queue the pages a sitemap lists and the sitemaps it lists on its host, and record it."""
-        nesting = request.sitemap or 0
-        target = resolve(location, request.url) if location else None
-        row: dict[str, Any] = {"url": request.url, "status": status, "error_kind": error_kind,
-                               "error_message": error_message, "pages": 0, "sitemaps": 0}  # fmt: skip
-        found: list[Found] = []
-        if status in REDIRECTS and target and request.hops < SITEMAP_MAX_REDIRECTS:
-            if self._may_read(target, request.url):
-                found.append(Found(target, origin(target), 0, request.hops + 1, kind=SITEMAP, nesting=nesting))
-                row["error_message"] = f"redirected to {target}"
-            else:
-                row["error_kind"] = "sitemap"
-                row["error_message"] = f"redirected to {target}: not followed (another host, or robots.txt)"
-        elif status is not None and status != 200 and error_kind is None:
-            row["error_kind"], row["error_message"] = "http", f"HTTP {status}"
-        elif status == 200:
-            sitemap = parse_sitemap(body, request.url)
-            row["pages"], row["sitemaps"] = len(sitemap.pages), len(sitemap.sitemaps)
-            faults = [sitemap.error] if sitemap.error else []
-            if truncated:
-                faults.insert(0, f"cut at --max-size ({self.config.max_size:,} bytes): the rest was not read")
-            if sitemap.sitemaps and nesting >= SITEMAP_MAX_NESTING:
-                faults.append(f"sitemap indexes nested more than {SITEMAP_MAX_NESTING} deep: not followed")
-            else:
-                found += [Found(url, origin(url), 0, kind=SITEMAP, nesting=nesting + 1)
-                          for url in sitemap.sitemaps if self._may_read(url, request.url)]  # fmt: skip
-            if faults:
-                row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)
-            if self.config.depth >= SITEMAP_DEPTH:
-                found += [Found(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
-                          for entry in sitemap.pages
-                          if len(entry.url) <= self.config.max_url_length and self._in_scope(entry.url)]  # fmt: skip
-        self._finish(request, SITEMAP, row, None, found)
+        """Queue, for every worker, the pages a sitemap lists and the sitemaps it lists on its host, and record
+        it (crawler.engine.sitemap_answer decides which)."""
+        answer = answer_sitemap(request, status, body, truncated, error_kind, error_message, location, self.config,
+                                self._may_read, self._in_scope)  # fmt: skip
+        found = [
+            Found(url, origin(url), 0, hops, kind=SITEMAP, nesting=nesting) for url, nesting, hops in answer.sitemaps
+        ]
+        found += [Found(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod) for entry in answer.pages]
+        self._finish(request, SITEMAP, answer.row, None, found)
 
     def stored_links(self, url: str) -> list[tuple[str, bool]]:
         """None: a shared crawl is never a refresh, so no page is found unchanged."""
@@ -472,6 +429,7 @@ class SharedFrontier(Frontier):
     def exhausted(self) -> bool:
         """Nothing is queued that may still start (budget and caps considered) and nothing is leased, by any
         worker; nothing is held here either."""
+        self._flush()
         if self._ready or self._refused or self._later or self._leases:
             return False
         with self._timed():
@@ -489,16 +447,23 @@ class SharedFrontier(Frontier):
                 [self.config.max_pages],
             ).fetchone()
         self.limit_reached = self._scalar("SELECT started FROM crawl") >= self.config.max_pages
-        return not (row and row["busy"])
+        if row and row["busy"]:
+            return False
+        self._count()  # the summary's queued and capped, as the crawl ends
+        return True
 
     def next_wake(self) -> float | None:
         """When this worker looks for work again (or a held robots.txt request is due)."""
         times = [self._wake] + [at for at, _ in self._later[:1]]
+        if self._pending:
+            times.append(self._pending_since + FLUSH_SECONDS)
         return min(times)
 
     def tick(self) -> None:
         """The heartbeat (which keeps this worker's leases), and a look for lost workers to reclaim."""
         now = time.monotonic()
+        if self._pending and now - self._pending_since >= FLUSH_SECONDS:
+            self._flush()
         if now - self._last_beat >= self._beat_every:
             self._last_beat = now
             with self._timed():
@@ -532,7 +497,9 @@ class SharedFrontier(Frontier):
             self._wake = 0.0
 
     def stopping(self) -> bool:
-        """A stop was asked for: hand every lease back at once; what is in flight is abandoned."""
+        """A stop was asked for: record what is finished, then hand every lease back at once; what is in
+        flight is abandoned."""
+        self._flush()
         self._ready.clear()
         self._later.clear()
         self._leases.clear()
@@ -563,4 +530,5 @@ class SharedFrontier(Frontier):
         return True
 
     def flush(self) -> None:
-        """Nothing to do: every page was committed when it was completed."""
+        """Record every finished page."""
+        self._flush()

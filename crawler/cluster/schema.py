@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 
 SCHEMA_VERSION = 1
 QUEUED, LEASED, DONE, CAPPED = "queued", "leased", "done", "capped"
-PAGE, SITEMAP = "page", "sitemap"
+PAGE, SITEMAP, ROBOTS = "page", "sitemap", "robots"  # urls.kind; robots.txt is leased on its origin's row
 # robots.txt of an origin: wanted (nobody has it yet), fetching (a worker has it leased), ready (stored)
 WANTED, FETCHING, READY = "wanted", "fetching", "ready"
 RUNNING, LOST = "running", "lost"  # a worker's status while it runs; one whose heartbeat stopped
@@ -91,8 +91,129 @@ CREATE TABLE IF NOT EXISTS results (
     done_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS results_worker ON results (worker, done_at);
+-- `crawler status` counts errors by kind from the failed rows alone; the statistics tell the planner how few
+-- they are (it would assume nearly every row, and read the whole table).
+CREATE INDEX IF NOT EXISTS results_errors ON results (worker, (row->>'error_kind'))
+    WHERE row->>'error_kind' IS NOT NULL;
+CREATE STATISTICS IF NOT EXISTS results_error_kind ON ((row->>'error_kind')) FROM results;
+
+-- A lease, in one transaction: the crawl row first (leases are taken one worker at a time, and it holds the
+-- page budget), then robots.txt of origins that want it, then, for each origin that may start now (robots.txt
+-- answered, fewer than per_host in flight, its delay and any Retry-After passed), its oldest queued URL; rows
+-- another transaction holds are skipped, never waited for. Each origin's next start moves by its delay.
+CREATE OR REPLACE FUNCTION crawler_lease(me bigint, n int, per_host int, cap int, robots boolean)
+RETURNS TABLE (id bigint, url text, origin text, depth int, hops int, via text, kind text, nesting int,
+               lastmod text, attempt int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    fresh boolean;  -- pages not started before may start: the budget is not spent
+    taken int := 0;
+BEGIN
+    SELECT c.started < (c.settings->>'max_pages')::bigint INTO fresh FROM crawl c WHERE c.id = 1 FOR UPDATE;
+    IF robots THEN
+        RETURN QUERY
+        WITH pick AS (
+            SELECT h.origin FROM hosts h WHERE h.robots_state = '{WANTED}' AND h.paused_until <= now()
+            ORDER BY h.origin LIMIT n FOR UPDATE SKIP LOCKED
+        )
+        UPDATE hosts h SET robots_state = '{FETCHING}', robots_owner = me, in_flight = h.in_flight + 1,
+            next_start = now() + make_interval(secs => h.crawl_delay)
+        FROM pick WHERE h.origin = pick.origin
+        RETURNING NULL::bigint, NULL::text, h.origin, 0, 0, NULL::text, '{ROBOTS}'::text, 0, NULL::text, 1;
+        GET DIAGNOSTICS taken = ROW_COUNT;
+    END IF;
+    IF n - taken <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH ready AS (
+        SELECT h.origin, h.started FROM hosts h
+        WHERE h.robots_state = '{READY}' AND h.in_flight < per_host AND h.next_start <= now()
+          AND h.paused_until <= now()
+          AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}'
+                      AND q.not_before <= now()
+                      AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (fresh AND (cap = 0 OR h.started < cap))))
+        ORDER BY h.next_start, h.origin
+        LIMIT n - taken
+        FOR UPDATE OF h SKIP LOCKED
+    ), pick AS (
+        SELECT u.id FROM ready CROSS JOIN LATERAL (
+            SELECT q.id FROM urls q
+            WHERE q.origin = ready.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
+              AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (fresh AND (cap = 0 OR ready.started < cap)))
+            ORDER BY q.id LIMIT 1  -- crawl order, as urls_queued holds it
+            FOR UPDATE OF q SKIP LOCKED
+        ) u
+    ), leased AS (
+        UPDATE urls SET state = '{LEASED}', owner = me, leased_at = now(), fetches = urls.fetches + 1
+        FROM pick WHERE urls.id = pick.id
+        RETURNING urls.id, urls.url, urls.origin, urls.depth, urls.hops, urls.via, urls.kind, urls.nesting,
+                  urls.lastmod, urls.attempt
+    ), counted AS (
+        UPDATE hosts h SET in_flight = h.in_flight + 1, next_start = now() + make_interval(secs => h.crawl_delay),
+            started = h.started + (SELECT count(*) FROM leased l
+                                   WHERE l.origin = h.origin AND l.kind = '{PAGE}' AND l.attempt = 1)
+        WHERE h.origin IN (SELECT l.origin FROM leased l)
+    ), budget AS (
+        UPDATE crawl c SET started = c.started + (SELECT count(*) FROM leased l
+                                                  WHERE l.kind = '{PAGE}' AND l.attempt = 1)
+        WHERE c.id = 1
+    )
+    SELECT * FROM leased;
+END $$;
+
+-- Finished pages and sitemaps, in one transaction; each accepted only while `me` holds its lease (p_lease).
+-- For those: the done mark, the origins and URLs they found (f_page: the index of the page that found it, from
+-- 1), their results, and last their origins' in-flight counts. Locks in one order: each table's rows in key
+-- order (the caller sorts the found URLs), the hosts rows last. Returns the leases it accepted.
+CREATE OR REPLACE FUNCTION crawler_complete(
+    me bigint, p_lease bigint[], p_url text[], p_kind text[], p_row jsonb[], p_links jsonb[], p_chain jsonb[],
+    new_host_state text, host_delay float8, f_page int[], f_url text[], f_origin text[], f_depth int[],
+    f_hops int[], f_via text[], f_kind text[], f_nesting int[], f_lastmod text[]
+) RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    accepted bigint[];
+    origins text[];
+    freed record;
+BEGIN
+    WITH done AS (
+        UPDATE urls SET state = '{DONE}' WHERE urls.id = ANY(p_lease) AND state = '{LEASED}' AND owner = me
+        RETURNING urls.id, urls.origin
+    )
+    SELECT coalesce(array_agg(done.id), '{{}}'), coalesce(array_agg(done.origin), '{{}}') INTO accepted, origins
+    FROM done;
+    IF cardinality(accepted) = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO hosts (origin, robots_state, crawl_delay)
+    SELECT DISTINCT f.origin, new_host_state, host_delay FROM unnest(f_page, f_origin) AS f(page, origin)
+    WHERE p_lease[f.page] = ANY(accepted) ORDER BY f.origin
+    ON CONFLICT (origin) DO NOTHING;
+    INSERT INTO urls (url, origin, depth, hops, via, kind, nesting, lastmod)
+    SELECT DISTINCT ON (f.url) f.url, f.origin, f.depth, f.hops, f.via, f.kind, f.nesting, f.lastmod
+    FROM unnest(f_page, f_url, f_origin, f_depth, f_hops, f_via, f_kind, f_nesting, f_lastmod)
+         AS f(page, url, origin, depth, hops, via, kind, nesting, lastmod)
+    WHERE p_lease[f.page] = ANY(accepted) ORDER BY f.url, f.depth
+    ON CONFLICT (url) DO NOTHING;
+    INSERT INTO results (url, worker, kind, row, links, redirected_from)
+    SELECT p.url, me, p.kind, p.row, p.links, p.chain
+    FROM unnest(p_lease, p_url, p_kind, p_row, p_links, p_chain) AS p(lease, url, kind, row, links, chain)
+    WHERE p.lease = ANY(accepted);
+    FOR freed IN SELECT o AS origin, count(*) AS n FROM unnest(origins) AS o GROUP BY o ORDER BY o LOOP
+        UPDATE hosts SET in_flight = in_flight - freed.n WHERE origin = freed.origin;
+    END LOOP;
+    RETURN QUERY SELECT unnest(accepted);
+END $$;
 """
-TABLES = ("results", "workers", "urls", "hosts", "crawl")
+DDL_LOCK = 0x63726177  # an advisory lock: two workers starting at once must not create the functions together
+
+
+def create_tables(conn: psycopg.Connection[dict[str, Any]]) -> None:
+    """Create what is missing of the tables and (again) the functions, one connection at a time."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [DDL_LOCK])
+        conn.execute(DDL)
 
 
 class ClusterError(Exception):
@@ -156,7 +277,7 @@ def create_crawl(conn: psycopg.Connection[dict[str, Any]], seeds: Sequence[str],
     kind): the seeds, and the sitemaps to read when robots.txt is not. Origins start with their robots.txt
     wanted if `robots`, else ready."""
     with conn.transaction():
-        conn.execute(DDL)
+        create_tables(conn)
         conn.execute("LOCK TABLE crawl IN ACCESS EXCLUSIVE MODE")  # two `crawl --frontier` at once: one wins
         conn.execute("TRUNCATE urls, hosts, crawl")
         conn.execute(

@@ -10,23 +10,18 @@ wait behind it.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Found, Frontier, Outcome, Refusal, Request
 from crawler.engine.robots import RobotRules, robots_url
 from crawler.engine.scheduler import Origin, Scheduler
-from crawler.engine.sitemaps import parse_sitemap
+from crawler.engine.sitemap_answer import SITEMAP_DEPTH, answer_sitemap
 from crawler.engine.urls import canonical, host, origin, resolve
 from storage import FrontierEntry, PageStore
 
 WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)
 ORIGIN_WINDOW = 500  # requests of one origin held in memory at most
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
-SITEMAP_MAX_REDIRECTS = 5
-# Sitemap indexes followed into sitemap indexes at most (the protocol allows none; some sites nest one level).
-SITEMAP_MAX_NESTING = 2
-SITEMAP_DEPTH = 1  # a page a sitemap lists counts as one hop from the seed, as if the home page linked it
 
 
 def _entry(found: Found) -> FrontierEntry:
@@ -234,43 +229,18 @@ class LocalFrontier(Frontier):
     def sitemap_answered(self, request: Request, status: int | None, body: bytes, truncated: bool,
                          error_kind: str | None, error_message: str | None, location: str | None,
                          now: float) -> None:  # fmt: skip
-        """Queue the pages a sitemap lists (in scope, within the depth limit) and the sitemaps it lists on its
-        host; record it. A redirect on its host is followed (five at most); nesting deeper than
-        `SITEMAP_MAX_NESTING` is an error."""
-        nesting = request.sitemap or 0
-        target = resolve(location, request.url) if location else None
-        row: dict[str, Any] = {"url": request.url, "status": status, "error_kind": error_kind,
-                               "error_message": error_message, "pages": 0, "sitemaps": 0}  # fmt: skip
-        if status in (301, 302, 303, 307, 308) and target and request.hops < SITEMAP_MAX_REDIRECTS:
-            if self._may_read(target, request.url):
-                self._request_sitemap(target, origin(target), nesting, request.hops + 1, now)
-                row["error_message"] = f"redirected to {target}"
-            else:
-                row["error_kind"] = "sitemap"
-                row["error_message"] = f"redirected to {target}: not followed (another host, or robots.txt)"
-        elif status is not None and status != 200 and error_kind is None:
-            row["error_kind"], row["error_message"] = "http", f"HTTP {status}"
-        elif status == 200:
-            sitemap = parse_sitemap(body, request.url)
-            row["pages"], row["sitemaps"] = len(sitemap.pages), len(sitemap.sitemaps)
-            faults = [sitemap.error] if sitemap.error else []
-            if truncated:
-                faults.insert(0, f"cut at --max-size ({self.config.max_size:,} bytes): the rest was not read")
-            if sitemap.sitemaps and nesting >= SITEMAP_MAX_NESTING:
-                faults.append(f"sitemap indexes nested more than {SITEMAP_MAX_NESTING} deep: not followed")
-            else:
-                for url in sitemap.sitemaps:
-                    if self._may_read(url, request.url):
-                        self._request_sitemap(url, origin(url), nesting + 1, 0, now)
-            if faults:
-                row["error_kind"], row["error_message"] = "sitemap", "; ".join(faults)
-            if self.config.depth >= SITEMAP_DEPTH:
-                self._newly_found(self._store.add_found([
-                    FrontierEntry(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
-                    for entry in sitemap.pages
-                    if len(entry.url) <= self.config.max_url_length and self._in_scope(entry.url)  # as links are
-                ]))  # fmt: skip
-        self._store.record_sitemap(row)
+        """Queue the pages a sitemap lists and the sitemaps it lists on its host, and record it
+        (crawler.engine.sitemap_answer decides which)."""
+        answer = answer_sitemap(request, status, body, truncated, error_kind, error_message, location, self.config,
+                                self._may_read, self._in_scope)  # fmt: skip
+        for url, nesting, hops in answer.sitemaps:
+            self._request_sitemap(url, origin(url), nesting, hops, now)
+        if answer.pages:
+            self._newly_found(self._store.add_found(
+                [FrontierEntry(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
+                 for entry in answer.pages]
+            ))  # fmt: skip
+        self._store.record_sitemap(answer.row)
 
     def stored_links(self, url: str) -> list[tuple[str, bool]]:
         """The links stored for the page at `url`."""

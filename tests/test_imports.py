@@ -23,11 +23,12 @@ ALLOWED: dict[str, set[str]] = {
     "crawler.engine": {"fetchers", "parsers", "storage", "crawler", "crawler.words"},
     "crawler.views": {"crawler.engine", "storage", "crawler", "crawler.words"},
     "crawler.cluster": {"crawler.engine", "fetchers", "parsers", "storage", "crawler", "crawler.words"},
-    "crawler.bench": {"crawler.engine", "crawler.views", "crawler.site", "storage", "crawler", "crawler.words"},
+    "crawler.bench": {
+        "crawler.engine", "crawler.cluster", "crawler.views", "crawler.site", "storage", "crawler", "crawler.words",
+    },
     "crawler.commands": {
         "crawler.engine", "crawler.cluster", "crawler.views", "crawler.site", "crawler.bench", "fetchers", "parsers",
-        "storage",
-        "crawler", "crawler.words",
+        "storage", "crawler", "crawler.words",
     },
     "crawler.__main__": {"crawler.commands"},
 }  # fmt: skip

@@ -26,6 +26,7 @@ LatencyOption = Annotated[float, typer.Option(metavar="MS", min=0, help="Server 
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     pages: Annotated[int, typer.Option(min=1, help="Pages in the generated site (per host).")] = 2000,
     backends: Annotated[
         list[Backend] | None,
@@ -61,8 +62,21 @@ def bench(
         ),
     ] = 600.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print every run and the medians as JSON.")] = False,
+    workers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="N,N,...",
+            help="Instead, measure a shared crawl (a throwaway PostgreSQL) with these numbers of workers, on 64 "
+            "hosts x 100 light pages with 100 ms latency, per-host 1, each worker at concurrency 8 (unless "
+            "--hosts, --pages, --latency-ms, --per-host or --concurrency say otherwise); then politeness (one "
+            "host, --delay 0.2) and one worker against the SQLite mode. Needs PostgreSQL's server programs.",
+        ),
+    ] = None,
 ) -> None:
     """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
+    if workers is not None:
+        _bench_workers(ctx, workers, (backends or [Backend("asyncio")])[0].value, parser.value, as_json)
+        return
     from crawler.bench.measure import BenchOptions, helpers_note, medians, render
     from crawler.bench.measure import run as run_bench
     from crawler.site.server import SiteOptions
@@ -103,6 +117,52 @@ def bench(
         for result in results:
             for problem in result.problems[:5]:
                 typer.echo(f"{result.backend}: {problem}", err=True)
+        raise typer.Exit(1)
+
+
+def _bench_workers(ctx: typer.Context, workers: str, backend: str, parser: str, as_json: bool) -> None:
+    """`bench --workers`: the shared crawl's scaling, politeness and overhead (crawler.bench.cluster)."""
+    from crawler.bench.cluster import ScaleOptions, ScaleRun, render, run
+    from crawler.cluster.server import NoPostgres
+
+    try:
+        counts = sorted({int(count) for count in workers.split(",")})
+    except ValueError:
+        fail(f"--workers takes numbers of workers separated by commas (1,2,4), not {workers!r}")
+    if not counts or counts[0] < 1:
+        fail("--workers takes numbers of workers of 1 or more")
+    defaults = ScaleOptions(workers=counts)
+    given = {name: ctx.params[name] for name in ("hosts", "pages", "latency_ms", "per_host", "concurrency")
+             if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"}  # fmt: skip
+    options = ScaleOptions(
+        workers=counts, backend=backend, parser=parser,
+        **{name: value for name, value in given.items() if getattr(defaults, name) != value},
+    )  # fmt: skip
+    typer.echo(f"Shared-crawl benchmark: {counts} worker(s) of the {backend} backend at concurrency "
+               f"{options.concurrency}; {options.hosts} hosts x {options.pages} pages, latency "
+               f"{options.latency_ms:g} ms, per-host {options.per_host}", err=True)  # fmt: skip
+
+    def progress(result: ScaleRun) -> None:
+        if not as_json:
+            who = "SQLite mode" if result.workers == 0 else f"{result.workers} worker(s)"
+            typer.echo(f"  {result.scenario:8} {who:12} {result.pages:,} pages in {result.seconds:.2f} s "
+                       f"({result.pages_per_second:,.1f} pages/s)", err=True)  # fmt: skip
+
+    try:
+        results = run(options, progress)
+    except NoPostgres as exc:
+        fail(f"the workers bench starts its own PostgreSQL: {exc}", code=1)
+    except RuntimeError as exc:
+        fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps([{**asdict(result), "pages_per_second": result.pages_per_second}
+                               for result in results], indent=2))  # fmt: skip
+    else:
+        typer.echo(render(results))
+    for result in results:
+        for problem in result.problems[:5]:
+            typer.echo(f"{result.scenario} x {result.workers}: {problem}", err=True)
+    if any(result.problems for result in results):
         raise typer.Exit(1)
 
 

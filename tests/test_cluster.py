@@ -11,17 +11,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from crawler.cluster.server import LocalPostgres
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
-from crawler.cluster.server import LocalPostgres
 from tests.conftest import Serve, page_count, page_html, run_cli, run_line, wait_for
 from tests.support.hostile import hostile
 

@@ -19,11 +19,12 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from crawler.cluster.server import LocalPostgres
+from crawler.cluster.server import LocalPostgres, local_postgres
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
 from tests.conftest import Serve, page_count, page_html, run_cli, run_line, wait_for
 from tests.support.hostile import hostile
+from tests.support.postgres import TEST_SETTINGS
 
 HOSTS = [f"127.0.0.{index}" for index in range(1, 9)]
 
@@ -364,3 +365,20 @@ def test_a_worker_follows_the_crawl_record_and_prints_what_to_run_next(
     pulled = run_line(hint.removeprefix("Results: "), cwd=tmp_path)
     assert pulled.exit_code == 0, pulled.stderr
     assert page_count(tmp_path / "crawl.db") == 7
+
+
+def test_a_worker_that_loses_its_database_says_so_in_one_line(serve: Serve) -> None:
+    server = serve(tree_site(200))
+    server.latency = 0.05
+    with local_postgres(TEST_SETTINGS) as postgres:
+        url = postgres.url()
+        first = start(*crawl_command(url, [server], "--concurrency", "2"))
+        wait_for("some pages", lambda: results_count(url) >= 5, timeout=30)
+        postgres.stop()
+        out, err = first.communicate(timeout=60)
+    assert first.returncode == 1, (out, err)
+    said = err.strip().splitlines()
+    assert said[0].startswith("Worker 1 on ")
+    assert said[1].startswith(f"Error: lost the frontier {url}: "), err
+    assert said[1].endswith("after its last heartbeat (--lease-seconds)"), err
+    assert len(said) == 2, err

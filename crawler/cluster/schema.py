@@ -220,6 +220,16 @@ class ClusterError(Exception):
     """The shared crawl cannot be used as asked; the message is worded for the user (exit code 2)."""
 
 
+class FrontierLost(ClusterError):
+    """The connection to the frontier broke while a worker ran (the server stopped, the network failed)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line: PostgreSQL's errors span several."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class SharedCrawl:
     """The crawl record: its seeds and every setting that defines it (the same for every worker)."""
@@ -234,8 +244,7 @@ def connect(url: str, autocommit: bool = True) -> psycopg.Connection[dict[str, A
     try:
         return psycopg.connect(url, autocommit=autocommit, row_factory=dict_row, connect_timeout=10)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise ClusterError(f"cannot reach the frontier {redacted(url)}: {reason}") from None
+        raise ClusterError(f"cannot reach the frontier {redacted(url)}: {first_line(exc)}") from None
     except Exception as exc:  # a malformed URL: psycopg's conninfo parser raises ProgrammingError or ValueError
         raise ClusterError(f"not a PostgreSQL URL: {redacted(url)} ({exc})") from None
 

@@ -25,14 +25,20 @@ class NoPostgres(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LocalPostgres:
-    """A running server: its port and data directory."""
+    """A running server: its port, data directory and programs."""
 
     port: int
     datadir: Path
+    bin_dir: Path
 
     def url(self, dbname: str = "postgres") -> str:
         """A connection URL of database `dbname` as the superuser (trusted on loopback, no password)."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        """Stop the server at once, as a crash would (its files stay until the block that started it ends)."""
+        subprocess.run(_as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
+                                  "stop"]), capture_output=True, timeout=START_TIMEOUT, check=False)  # fmt: skip
 
 
 def server_bin() -> Path:
@@ -88,8 +94,8 @@ def local_postgres(settings: dict[str, str] | None = None) -> Iterator[LocalPost
         log = datadir / "server.log"
         _run([str(bin_dir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", option_line, "-w",
               "-t", str(START_TIMEOUT), "start"], "starting PostgreSQL")  # fmt: skip
+        server = LocalPostgres(port, datadir, bin_dir)
         try:
-            yield LocalPostgres(port, datadir)
+            yield server
         finally:
-            subprocess.run(_as_owner([str(bin_dir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
-                           capture_output=True, timeout=START_TIMEOUT, check=False)  # fmt: skip
+            server.stop()

@@ -24,10 +24,12 @@ from crawler.cluster.schema import (
     RUNNING,
     SITEMAP,
     ClusterError,
+    FrontierLost,
     SharedCrawl,
     connect,
     create_crawl,
     create_tables,
+    first_line,
     read_crawl,
     redacted,
     unfinished,
@@ -156,7 +158,13 @@ def run_worker(url: str, own: WorkerSettings, progress: ProgressCallback | None 
                 frontier = SharedFrontier(conn, config, crawl.seeds, worker, own.lease_seconds)
                 fetcher = get_fetcher(config.backend)(settings)
                 engine = Engine(config, fetcher, get_parser(config.parser), frontier, stops, measured, tell)
-                summary = engine.run()
+                try:
+                    summary = engine.run()
+                except psycopg.OperationalError as exc:
+                    raise FrontierLost(
+                        f"lost the frontier {redacted(url)}: {first_line(exc)}; what this worker held goes back to "
+                        f"the queue {own.lease_seconds:g} s after its last heartbeat (--lease-seconds)"
+                    ) from None
             status = INTERRUPTED if summary.interrupted else LIMIT if summary.limit_reached else FINISHED
         finally:
             meter.sample(force=True)

@@ -65,13 +65,15 @@ def work(url: str, own: WorkerSettings, quiet: bool, before: Callable[[Callable[
          ) -> None:  # fmt: skip
     """Run one worker on the crawl at `url` and print its summary; exit as `crawl` does."""
     worker = cluster_modules()
-    from crawler.cluster.schema import ClusterError, redacted
+    from crawler.cluster.schema import ClusterError, FrontierLost, redacted
 
     try:
         with ProgressDisplay.for_terminal(quiet) as progress:
             if before is not None:
                 before(progress.message)
             run = worker.run_worker(url, own, progress, progress.message)
+    except FrontierLost as exc:
+        fail(str(exc), 1)
     except ClusterError as exc:
         fail(str(exc))
     summary = run.summary

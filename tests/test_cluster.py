@@ -382,3 +382,25 @@ def test_a_worker_that_loses_its_database_says_so_in_one_line(serve: Serve) -> N
     assert said[1].startswith(f"Error: lost the frontier {url}: "), err
     assert said[1].endswith("after its last heartbeat (--lease-seconds)"), err
     assert len(said) == 2, err
+
+
+def test_a_worker_paused_past_its_lease_is_declared_lost_and_stops(frontier_url: str, serve: Serve) -> None:
+    with sites(serve, tree_site(60), HOSTS[:4], latency=0.1) as servers:
+        first = start(*crawl_command(frontier_url, servers, "--concurrency", "4", "--lease-seconds", "1"))
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        paused = worker(frontier_url, lease=1.0)
+        wait_for(
+            "its leases", lambda: scalar(frontier_url, "SELECT count(*) FROM urls WHERE owner = 2") > 0, timeout=30
+        )
+        paused.send_signal(signal.SIGSTOP)  # a stopped process, a paused virtual machine
+        wait_for("the pause noticed", lambda: query(frontier_url, "SELECT status FROM workers WHERE id = 2")
+                 == [{"status": "lost"}], timeout=10)  # fmt: skip
+        paused.send_signal(signal.SIGCONT)
+        out, err = paused.communicate(timeout=60)
+        assert paused.returncode == 1, (out, err)
+        assert err.strip().splitlines()[-1] == (
+            "Error: worker 2 missed its heartbeat for longer than its lease (1 s, --lease-seconds) and was declared "
+            "lost: the others took what it held; start a worker again to go on"
+        )
+        finished(first)
+        assert_complete(frontier_url, servers, 60)

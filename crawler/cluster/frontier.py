@@ -34,6 +34,7 @@ from crawler.cluster.schema import (
     RUNNING,
     SITEMAP,
     WANTED,
+    FrontierLost,
 )
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Frontier, Outcome, Refusal, Request
@@ -473,11 +474,22 @@ class SharedFrontier(Frontier):
             self._count()
 
     def heartbeat(self) -> None:
-        """Tell the cluster this worker is alive for another lease time."""
-        self._conn.execute(
-            "UPDATE workers SET alive_until = now() + make_interval(secs => %s) WHERE id = %s",
+        """Tell the cluster this worker is alive for another lease time. `FrontierLost` if it is too late: the
+        others declared it lost (its heartbeat stopped for longer than its lease: the process was stopped, or
+        the machine paused), or the crawl it works on was replaced by a new one."""
+        row = self._conn.execute(
+            "UPDATE workers w SET alive_until = now() + make_interval(secs => %s) "
+            f"WHERE w.id = %s AND w.status = '{RUNNING}' "
+            "RETURNING w.crawl_created = (SELECT created_at FROM crawl WHERE id = 1) AS same",
             [self._lease_seconds, self._me],
-        )
+        ).fetchone()
+        if row is None:
+            raise FrontierLost(f"worker {self._me} missed its heartbeat for longer than its lease "
+                               f"({self._lease_seconds:g} s, --lease-seconds) and was declared lost: the others "
+                               "took what it held; start a worker again to go on")  # fmt: skip
+        if not row["same"]:
+            raise FrontierLost("the crawl this worker worked on was replaced by a new one (crawl --restart); "
+                               "start a worker again to work on the new one")  # fmt: skip
 
     def _reclaim(self) -> None:
         with self._conn.transaction():

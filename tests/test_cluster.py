@@ -404,3 +404,17 @@ def test_a_worker_paused_past_its_lease_is_declared_lost_and_stops(frontier_url:
         )
         finished(first)
         assert_complete(frontier_url, servers, 60)
+
+
+def test_the_page_budget_holds_across_workers(frontier_url: str, serve: Serve) -> None:
+    with sites(serve, tree_site(60), HOSTS[:4], latency=0.02) as servers:
+        command = crawl_command(frontier_url, servers, "--concurrency", "8")
+        first = start(*command[: command.index("--max-pages")], "--max-pages", "50", "--no-sitemaps")
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        processes = [first, worker(frontier_url, concurrency=8), worker(frontier_url, "thread", concurrency=8)]
+        for process in processes:
+            finished(process)
+    assert scalar(frontier_url, "SELECT count(*) FROM results WHERE kind = 'page'") == 50
+    assert scalar(frontier_url, "SELECT started FROM crawl") == 50
+    assert sum(len(server.hits) for server in servers) == 50 + len(servers)  # and each robots.txt
+    assert query(frontier_url, "SELECT DISTINCT status FROM workers") == [{"status": "limit"}]

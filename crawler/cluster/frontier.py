@@ -8,6 +8,9 @@ locked; leases are serialised on the crawl row, which also holds the page budget
 its worker's heartbeat: a worker that stops beating for its lease time is declared lost by the next worker
 that looks, and its URLs are queued again. Completing a page (its row, its done mark, its outlinks, its
 origin's in-flight count) is one transaction, accepted only while the worker still holds the lease.
+
+Over 400 lines: it is one class, the `Frontier` interface's twenty methods on PostgreSQL, each short; a lease's
+whole life (taken, held by the heartbeat, completed, retried, handed back, reclaimed) reads best in one place.
 """
 
 from __future__ import annotations

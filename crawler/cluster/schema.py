@@ -106,10 +106,10 @@ RETURNS TABLE (id bigint, url text, origin text, depth int, hops int, via text, 
                lastmod text, attempt int)
 LANGUAGE plpgsql AS $$
 DECLARE
-    fresh boolean;  -- pages not started before may start: the budget is not spent
+    budget bigint;  -- pages not started before that may still start (--max-pages)
     taken int := 0;
 BEGIN
-    SELECT c.started < (c.settings->>'max_pages')::bigint INTO fresh FROM crawl c WHERE c.id = 1 FOR UPDATE;
+    SELECT (c.settings->>'max_pages')::bigint - c.started INTO budget FROM crawl c WHERE c.id = 1 FOR UPDATE;
     IF robots THEN
         RETURN QUERY
         WITH pick AS (
@@ -132,15 +132,15 @@ BEGIN
           AND h.paused_until <= now()
           AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}'
                       AND q.not_before <= now()
-                      AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (fresh AND (cap = 0 OR h.started < cap))))
+                      AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (budget > 0 AND (cap = 0 OR h.started < cap))))
         ORDER BY h.next_start, h.origin
-        LIMIT n - taken
+        LIMIT CASE WHEN budget > 0 THEN least(n - taken, budget) ELSE n - taken END  -- never past the budget
         FOR UPDATE OF h SKIP LOCKED
     ), pick AS (
         SELECT u.id FROM ready CROSS JOIN LATERAL (
             SELECT q.id FROM urls q
             WHERE q.origin = ready.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
-              AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (fresh AND (cap = 0 OR ready.started < cap)))
+              AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (budget > 0 AND (cap = 0 OR ready.started < cap)))
             ORDER BY q.id LIMIT 1  -- crawl order, as urls_queued holds it
             FOR UPDATE OF q SKIP LOCKED
         ) u

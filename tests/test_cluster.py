@@ -418,3 +418,32 @@ def test_the_page_budget_holds_across_workers(frontier_url: str, serve: Serve) -
     assert scalar(frontier_url, "SELECT started FROM crawl") == 50
     assert sum(len(server.hits) for server in servers) == 50 + len(servers)  # and each robots.txt
     assert query(frontier_url, "SELECT DISTINCT status FROM workers") == [{"status": "limit"}]
+
+
+STARTS_A_SERVER = """
+import sys, time
+from crawler.cluster.server import local_postgres
+with local_postgres() as server:
+    print(server.port, server.datadir, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_throwaway_postgresql_ends_with_the_process_that_started_it(postgres: LocalPostgres, how: int) -> None:
+    with subprocess.Popen([sys.executable, "-c", STARTS_A_SERVER], stdout=subprocess.PIPE, text=True) as starter:
+        assert starter.stdout is not None
+        port, datadir = starter.stdout.readline().split()
+        url = f"postgresql://crawler@127.0.0.1:{port}/postgres"
+        assert scalar(url, "SELECT 1 AS one") == 1
+        starter.send_signal(how)
+        starter.wait(timeout=30)
+
+    def gone() -> bool:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+        except psycopg.OperationalError:
+            return not Path(datadir).exists()
+        return False
+
+    wait_for("the server stopped and its files deleted", gone, timeout=30)

@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server from the machine's own binaries: a temporary data directory, 127.0.0.1, a
-free port. The tests and `crawler bench --workers` start one; a real cluster runs its own server (see
-docs/distributed.md). As root it runs as the `postgres` user, since `initdb` refuses root."""
+free port; stopped and deleted when the block ends, or when the process that started it dies of anything. The
+tests and `crawler bench --workers` start one; a real cluster runs its own server (see docs/distributed.md). As
+root it runs as the `postgres` user, since `initdb` refuses root."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,8 +39,21 @@ class LocalPostgres:
 
     def stop(self) -> None:
         """Stop the server at once, as a crash would (its files stay until the block that started it ends)."""
-        subprocess.run(_as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w",
-                                  "stop"]), capture_output=True, timeout=START_TIMEOUT, check=False)  # fmt: skip
+        subprocess.run(self.stop_command(), capture_output=True, timeout=START_TIMEOUT, check=False)
+
+    def stop_command(self) -> list[str]:
+        """The command that stops the server at once."""
+        return _as_owner([str(self.bin_dir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "-w", "stop"])
+
+
+# Run beside the server: when the process that started it ends, however it ends (kill -9 included), the pipe
+# from it closes, and this stops the server and deletes its files. The server outlives nothing that started it.
+WATCHDOG = """
+import shutil, subprocess, sys
+sys.stdin.buffer.read()
+subprocess.run(sys.argv[2:], capture_output=True, timeout=60, check=False)
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
 
 
 def server_bin() -> Path:
@@ -95,7 +110,12 @@ def local_postgres(settings: dict[str, str] | None = None) -> Iterator[LocalPost
         _run([str(bin_dir / "pg_ctl"), "-D", str(datadir), "-l", str(log), "-o", option_line, "-w",
               "-t", str(START_TIMEOUT), "start"], "starting PostgreSQL")  # fmt: skip
         server = LocalPostgres(port, datadir, bin_dir)
+        watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, tmp, *server.stop_command()],
+                                    stdin=subprocess.PIPE, start_new_session=True)  # fmt: skip
         try:
             yield server
         finally:
             server.stop()
+            assert watchdog.stdin is not None
+            watchdog.stdin.close()
+            watchdog.wait(timeout=START_TIMEOUT)

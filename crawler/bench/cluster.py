@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from crawler.bench.measure import expected_pages
+from crawler.bench.process_tree import signals_end_the_bench
 from crawler.engine.metrics import cpu_seconds, per_second
 from crawler.site.server import ServerProcess, SiteOptions, serve_in_subprocess
 from crawler.views.text import table
@@ -49,9 +50,17 @@ class ScaleOptions:
     per_host: int = 1
     backend: str = "asyncio"
     parser: str = "lxml"
-    polite_pages: int = 40
-    overhead_pages: int = 500
     timeout: float = 600.0
+
+    @property
+    def polite_pages(self) -> int:
+        """Pages of the polite scenario's one host: 8 s a crawl at --delay 0.2 (fewer for a small bench)."""
+        return min(40, self.pages)
+
+    @property
+    def overhead_pages(self) -> int:
+        """Pages of each of the overhead scenario's four hosts."""
+        return 5 * self.pages
 
 
 @dataclass(slots=True)
@@ -198,7 +207,7 @@ def run(options: ScaleOptions, on_result: Callable[[ScaleRun], None] | None = No
          ["--delay", str(POLITE_DELAY), "--per-host", str(options.concurrency)]),
         (OVERHEAD, SiteOptions(options.overhead_pages, hosts=4), [0, 1], ["--per-host", str(options.concurrency)]),
     ]  # fmt: skip
-    with local_postgres() as postgres:
+    with signals_end_the_bench(), local_postgres() as postgres:  # SIGTERM stops the workers and servers too
         pid = int((postgres.datadir / "postmaster.pid").read_text().split()[0])
         bench = _Bench(options, pid, postgres.url())
         for scenario, site, counts, extra in scenarios:

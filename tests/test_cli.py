@@ -163,8 +163,8 @@ def test_crawl_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[
 def test_every_command_has_help() -> None:
     commands = [command.name or command.callback.__name__ for command in app.registered_commands if command.callback]
     assert sorted(commands) == [
-        "bench", "broken", "changes", "compare", "crawl", "demo", "export", "query", "report", "runs", "schema",
-        "serve", "site", "stats", "top",
+        "bench", "broken", "changes", "compare", "crawl", "demo", "export", "pull", "query", "report", "runs",
+        "schema", "serve", "site", "stats", "status", "top", "worker",
     ]  # fmt: skip
     assert sorted(commands) == sorted(HELP_ORDER)
     for command in commands:

@@ -5,7 +5,7 @@ Importing the package registers every command on `app`, in the order `crawler --
 every other part of the crawler. Nothing imports it but `crawler.__main__`.
 """
 
-from crawler.commands import bench, cluster, crawl, export, pull, read, serve
+from crawler.commands import bench, cluster, crawl, export, pull, read, serve, status
 from crawler.commands.app import app
 
-__all__ = ["app", "bench", "cluster", "crawl", "export", "pull", "read", "serve"]
+__all__ = ["app", "bench", "cluster", "crawl", "export", "pull", "read", "serve", "status"]

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from crawler.cluster.server import LocalPostgres, local_postgres
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
+from crawler.words import install_hint
 from tests.conftest import Serve, page_count, page_html, run_cli, run_line, wait_for
 from tests.support.hostile import hostile
 from tests.support.postgres import TEST_SETTINGS
@@ -50,11 +51,27 @@ def scalar(url: str, sql: str, params: Any = None) -> Any:
     return next(iter(query(url, sql, params)[0].values()))
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    """A test that fails midway leaves no worker running (nor its pipes open)."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=30)
+
+
 def start(*args: str) -> subprocess.Popen[str]:
     """`crawler ARGS` in a process group of its own (a kill -9 of the group takes the process backend's pool
     too), quiet, its output kept."""
-    return subprocess.Popen([sys.executable, "-m", "crawler", *args, "-q"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    process = subprocess.Popen([sys.executable, "-m", "crawler", *args, "-q"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    _started.append(process)
+    return process
 
 
 def worker(url: str, backend: str = "asyncio", concurrency: int = 4, lease: float = 2.0) -> subprocess.Popen[str]:
@@ -118,7 +135,7 @@ def test_a_worker_killed_mid_crawl_loses_nothing(frontier_url: str, serve: Serve
     with sites(serve, tree_site(60), HOSTS, latency=0.1) as servers:
         first = start(*crawl_command(frontier_url, servers, "-b", backend, "--concurrency", "4",
                                      "--lease-seconds", "2"))  # fmt: skip
-        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=60)
         victim, third = worker(frontier_url, backend), worker(frontier_url, backend)
         wait_for("100 pages", lambda: results_count(frontier_url) >= 100, timeout=60)
         kill_group(victim)
@@ -136,7 +153,7 @@ def test_every_worker_killed_then_two_new_ones_finish_the_crawl(frontier_url: st
     lease = 2.0
     with sites(serve, tree_site(60), HOSTS, latency=0.1) as servers:
         first = start(*crawl_command(frontier_url, servers, "--concurrency", "4", "--lease-seconds", str(lease)))
-        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=60)
         others = [worker(frontier_url), worker(frontier_url, "thread")]
         wait_for("100 pages", lambda: results_count(frontier_url) >= 100, timeout=60)
         for process in [first, *others]:
@@ -329,8 +346,9 @@ def test_without_psycopg_a_worker_names_what_to_install(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", hidden, "worker", "--frontier", "postgresql://nobody@127.0.0.1/x"],
                           capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     assert done.stdout.split()[:2] == ["2", "False"]
-    assert "a shared frontier needs psycopg" in done.stdout
-    assert "pip install" in done.stdout
+    hint = install_hint("distributed")
+    assert hint.startswith('pip install "psycopg[binary]') or hint.startswith('pip install ".[distributed]"')
+    assert f"a shared frontier needs psycopg (psycopg is missing): {hint}" in done.stdout
 
 
 def test_an_unreachable_frontier_is_one_line_and_exit_2(postgres: LocalPostgres) -> None:
@@ -387,7 +405,7 @@ def test_a_worker_that_loses_its_database_says_so_in_one_line(serve: Serve) -> N
 def test_a_worker_paused_past_its_lease_is_declared_lost_and_stops(frontier_url: str, serve: Serve) -> None:
     with sites(serve, tree_site(60), HOSTS[:4], latency=0.1) as servers:
         first = start(*crawl_command(frontier_url, servers, "--concurrency", "4", "--lease-seconds", "1"))
-        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=60)
         paused = worker(frontier_url, lease=1.0)
         wait_for(
             "its leases", lambda: scalar(frontier_url, "SELECT count(*) FROM urls WHERE owner = 2") > 0, timeout=30
@@ -410,7 +428,7 @@ def test_the_page_budget_holds_across_workers(frontier_url: str, serve: Serve) -
     with sites(serve, tree_site(60), HOSTS[:4], latency=0.02) as servers:
         command = crawl_command(frontier_url, servers, "--concurrency", "8")
         first = start(*command[: command.index("--max-pages")], "--max-pages", "50", "--no-sitemaps")
-        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=30)
+        wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=60)
         processes = [first, worker(frontier_url, concurrency=8), worker(frontier_url, "thread", concurrency=8)]
         for process in processes:
             finished(process)

@@ -38,6 +38,7 @@ from crawler.cluster.schema import (
     SITEMAP,
     WANTED,
     FrontierLost,
+    unfinished,
 )
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Frontier, Outcome, Refusal, Request
@@ -50,7 +51,7 @@ T = TypeVar("T")
 REDIRECTS = (301, 302, 303, 307, 308)
 LEASE_BATCH = 4  # a worker leases once 1/LEASE_BATCH of its slots are free
 POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
-STATUS_SECONDS = 1.0  # how often the queue's size is counted for the progress display
+STATUS_SECONDS = 2.0  # how often the queue's size is counted for the progress display
 TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
 TRANSIENT_TRIES = 5
 
@@ -139,7 +140,7 @@ class SharedFrontier(Frontier):
         self.rejected = 0  # completions refused because the lease was lost (a stop, or a missed heartbeat)
         self.retried = 0  # transactions retried after a deadlock or serialisation failure
         self.resumed_from = self._scalar(f"SELECT count(*) FROM urls WHERE state = '{DONE}' AND kind = '{PAGE}'")
-        self._count()
+        self._count(final=True)
 
     # -- the database ----------------------------------------------------------------------------------
 
@@ -172,16 +173,24 @@ class SharedFrontier(Frontier):
         """Time spent talking to PostgreSQL."""
         return self._store_seconds
 
-    def _count(self) -> None:
-        counts = {
-            row["state"]: row["n"]
-            for row in self._conn.execute(
-                f"SELECT state, count(*) AS n FROM urls WHERE kind = '{PAGE}' AND state IN "
-                f"('{QUEUED}', '{LEASED}', '{CAPPED}') GROUP BY state"
+    def _count(self, final: bool = False) -> None:
+        """The queue's size for the progress display (URLs queued or leased, sitemaps included: counted from the
+        partial indexes alone); at the end, `final`, exactly: pages alone, and those capped."""
+        if final:
+            counts = {
+                row["state"]: row["n"]
+                for row in self._conn.execute(
+                    f"SELECT state, count(*) AS n FROM urls WHERE kind = '{PAGE}' AND state IN "
+                    f"('{QUEUED}', '{LEASED}', '{CAPPED}') GROUP BY state"
+                )
+            }
+            self.queued = counts.get(QUEUED, 0) + counts.get(LEASED, 0)
+            self.capped = counts.get(CAPPED, 0)
+        else:
+            self.queued = self._scalar(
+                f"SELECT (SELECT count(*) FROM urls WHERE state = '{QUEUED}') "
+                f"+ (SELECT count(*) FROM urls WHERE state = '{LEASED}') AS n"
             )
-        }
-        self.queued = counts.get(QUEUED, 0) + counts.get(LEASED, 0)
-        self.capped = counts.get(CAPPED, 0)
         self._last_count = time.monotonic()
 
     # -- leasing ---------------------------------------------------------------------------------------
@@ -437,23 +446,17 @@ class SharedFrontier(Frontier):
         if self._ready or self._refused or self._later or self._leases:
             return False
         with self._timed():
-            if self.config.max_pages_per_host:
+            if self.config.max_pages_per_host:  # what a host's cap keeps out is capped, not queued
                 self._conn.execute(
-                    f"UPDATE urls SET state = '{CAPPED}' WHERE state = '{QUEUED}' AND kind = '{PAGE}' AND attempt = 1 "
+                    f"UPDATE urls SET state = '{CAPPED}' WHERE state = '{QUEUED}' AND kind = '{PAGE}' AND fetches = 0 "
                     "AND origin IN (SELECT origin FROM hosts WHERE started >= %s)",
                     [self.config.max_pages_per_host],
                 )
-            row = self._conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}') "
-                f"OR EXISTS (SELECT 1 FROM hosts WHERE robots_state <> '{READY}') "
-                f"OR EXISTS (SELECT 1 FROM urls WHERE state = '{QUEUED}' "
-                f"AND (kind <> '{PAGE}' OR attempt > 1 OR (SELECT started < %s FROM crawl))) AS busy",
-                [self.config.max_pages],
-            ).fetchone()
+            busy = unfinished(self._conn)
         self.limit_reached = self._scalar("SELECT started FROM crawl") >= self.config.max_pages
-        if row and row["busy"]:
+        if busy:
             return False
-        self._count()  # the summary's queued and capped, as the crawl ends
+        self._count(final=True)  # the summary's queued and capped, as the crawl ends
         return True
 
     def next_wake(self) -> float | None:

@@ -106,7 +106,8 @@ RETURNS TABLE (id bigint, url text, origin text, depth int, hops int, via text, 
                lastmod text, attempt int)
 LANGUAGE plpgsql AS $$
 DECLARE
-    budget bigint;  -- pages not started before that may still start (--max-pages)
+    budget bigint;  -- pages never leased before that may still start (--max-pages; a page leased again after a
+                    -- lost worker or a stop, or retried, was counted the first time)
     taken int := 0;
 BEGIN
     SELECT (c.settings->>'max_pages')::bigint - c.started INTO budget FROM crawl c WHERE c.id = 1 FOR UPDATE;
@@ -132,7 +133,7 @@ BEGIN
           AND h.paused_until <= now()
           AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}'
                       AND q.not_before <= now()
-                      AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (budget > 0 AND (cap = 0 OR h.started < cap))))
+                      AND (q.kind <> '{PAGE}' OR q.fetches > 0 OR (budget > 0 AND (cap = 0 OR h.started < cap))))
         ORDER BY h.next_start, h.origin
         LIMIT CASE WHEN budget > 0 THEN least(n - taken, budget) ELSE n - taken END  -- never past the budget
         FOR UPDATE OF h SKIP LOCKED
@@ -140,7 +141,7 @@ BEGIN
         SELECT u.id FROM ready CROSS JOIN LATERAL (
             SELECT q.id FROM urls q
             WHERE q.origin = ready.origin AND q.state = '{QUEUED}' AND q.not_before <= now()
-              AND (q.kind <> '{PAGE}' OR q.attempt > 1 OR (budget > 0 AND (cap = 0 OR ready.started < cap)))
+              AND (q.kind <> '{PAGE}' OR q.fetches > 0 OR (budget > 0 AND (cap = 0 OR ready.started < cap)))
             ORDER BY q.id LIMIT 1  -- crawl order, as urls_queued holds it
             FOR UPDATE OF q SKIP LOCKED
         ) u
@@ -148,18 +149,18 @@ BEGIN
         UPDATE urls SET state = '{LEASED}', owner = me, leased_at = now(), fetches = urls.fetches + 1
         FROM pick WHERE urls.id = pick.id
         RETURNING urls.id, urls.url, urls.origin, urls.depth, urls.hops, urls.via, urls.kind, urls.nesting,
-                  urls.lastmod, urls.attempt
+                  urls.lastmod, urls.attempt, urls.fetches
     ), counted AS (
         UPDATE hosts h SET in_flight = h.in_flight + 1, next_start = now() + make_interval(secs => h.crawl_delay),
             started = h.started + (SELECT count(*) FROM leased l
-                                   WHERE l.origin = h.origin AND l.kind = '{PAGE}' AND l.attempt = 1)
+                                   WHERE l.origin = h.origin AND l.kind = '{PAGE}' AND l.fetches = 1)
         WHERE h.origin IN (SELECT l.origin FROM leased l)
     ), budget AS (
         UPDATE crawl c SET started = c.started + (SELECT count(*) FROM leased l
-                                                  WHERE l.kind = '{PAGE}' AND l.attempt = 1)
+                                                  WHERE l.kind = '{PAGE}' AND l.fetches = 1)
         WHERE c.id = 1
     )
-    SELECT * FROM leased;
+    SELECT l.id, l.url, l.origin, l.depth, l.hops, l.via, l.kind, l.nesting, l.lastmod, l.attempt FROM leased l;
 END $$;
 
 -- Finished pages and sitemaps, in one transaction; each accepted only while `me` holds its lease (p_lease).
@@ -225,9 +226,9 @@ class FrontierLost(ClusterError):
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message as one line: PostgreSQL's errors span several."""
-    text = str(exc).strip()
-    return text.splitlines()[-1] if text else type(exc).__name__
+    """An exception's message as one line: PostgreSQL's errors span several (the reason, then a hint)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,14 +270,28 @@ def read_crawl(conn: psycopg.Connection[dict[str, Any]]) -> SharedCrawl | None:
     return SharedCrawl(row["seeds"], row["settings"], row["created_at"].isoformat(timespec="milliseconds"))
 
 
+# Whether the crawl is unfinished: something is leased, a robots.txt is still to be read, or a queued URL may still
+# start: a sitemap, a page leased before (a retry, or one a lost worker held), or a page within --max-pages and its
+# host's --max-pages-per-host. The one rule for workers (is there anything left to wait for?), `crawl --frontier`
+# (join or replace?) and `status` (finished?).
+BUSY = f"""
+SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}')
+    OR EXISTS (SELECT 1 FROM hosts WHERE robots_state <> '{READY}')
+    OR EXISTS (
+        SELECT 1 FROM urls q, hosts h, crawl c
+        WHERE q.state = '{QUEUED}' AND h.origin = q.origin AND c.id = 1
+          AND (q.kind <> '{PAGE}' OR q.fetches > 0
+               OR (c.started < (c.settings->>'max_pages')::bigint
+                   AND (coalesce((c.settings->>'max_pages_per_host')::int, 0) = 0
+                        OR h.started < (c.settings->>'max_pages_per_host')::int)))
+    ) AS busy
+"""
+
+
 def unfinished(conn: psycopg.Connection[dict[str, Any]]) -> bool:
-    """Whether the crawl there has URLs queued or leased (a crawl that spent --max-pages counts as finished)."""
-    row = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}') "
-        f"OR (EXISTS (SELECT 1 FROM urls WHERE state = '{QUEUED}') "
-        "AND (SELECT started < (settings->>'max_pages')::bigint FROM crawl)) AS more"
-    ).fetchone()
-    return bool(row and row["more"])
+    """Whether the crawl there is unfinished (`BUSY`)."""
+    row = conn.execute(BUSY).fetchone()
+    return bool(row and row["busy"])
 
 
 def create_crawl(conn: psycopg.Connection[dict[str, Any]], seeds: Sequence[str], settings: dict[str, Any],

@@ -34,6 +34,7 @@ from crawler.cluster.schema import (
     connect,
     read_crawl,
     redacted,
+    unfinished,
 )
 from crawler.engine.config import CrawlConfig
 from crawler.engine.metrics import per_second, share
@@ -41,14 +42,6 @@ from crawler.engine.metrics import per_second, share
 RATE_WINDOW = 60  # seconds: a live worker's recent rate is over this long (or its life, if shorter)
 
 URLS = "SELECT state, kind, owner, attempt > 1 AS retry, count(*) AS n FROM urls GROUP BY state, kind, owner, retry"
-
-# Whether an origin under --max-pages-per-host has a page queued (through the urls_queued index).
-UNDER_CAP = f"""
-SELECT EXISTS (
-    SELECT 1 FROM hosts h
-    WHERE h.started < %s AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}')
-) AS more
-"""
 
 HOSTS = f"""
 SELECT count(*) AS origins,
@@ -233,22 +226,8 @@ def _snapshot(conn: psycopg.Connection[dict[str, Any]], url: str) -> ClusterStat
     for item in conn.execute(ERRORS, [[worker.id for worker in workers]]):
         (errors if item["kind"] == PAGE else sitemap_errors)[item["error"]] = item["n"]
 
-    return ClusterStatus(redacted(url), _utc(row["now"]) or "", _finished(conn, crawl, queue, hosts), crawl, queue,
+    return ClusterStatus(redacted(url), _utc(row["now"]) or "", not unfinished(conn), crawl, queue,
                          hosts, workers, ended, errors, sitemap_errors)  # fmt: skip
-
-
-def _finished(conn: psycopg.Connection[dict[str, Any]], crawl: CrawlFacts, queue: QueueFacts, hosts: HostFacts
-              ) -> bool:  # fmt: skip
-    """As the frontier decides: nothing leased, every robots.txt stored, and nothing queued that may start (a
-    sitemap, a retry, or a new page while the budget lasts on an origin under its cap)."""
-    if queue.leased or queue.sitemaps_leased or hosts.robots_pending or queue.sitemaps_queued or queue.retries_queued:
-        return False
-    if not queue.queued or crawl.started >= crawl.max_pages:
-        return True
-    if not crawl.max_pages_per_host:
-        return False
-    row = conn.execute(UNDER_CAP, [crawl.max_pages_per_host]).fetchone()
-    return not (row and row["more"])
 
 
 def _worker(row: dict[str, Any], by_owner: dict[tuple[str, str, int], int]) -> WorkerFacts:

@@ -460,11 +460,15 @@ class SharedFrontier(Frontier):
         return True
 
     def next_wake(self) -> float | None:
-        """When this worker looks for work again (or a held robots.txt request is due)."""
-        times = [self._wake] + [at for at, _ in self._later[:1]]
+        """When this worker looks for work again, a held robots.txt request is due, or finished pages are to be
+        recorded. A look that is not in the future has been made already (or waits for a free slot, which a
+        result brings): it wakes nothing, or the engine would spin."""
+        times = [at for at, _ in self._later[:1]]
+        if self._wake > time.monotonic():
+            times.append(self._wake)
         if self._pending:
             times.append(self._pending_since + FLUSH_SECONDS)
-        return min(times)
+        return min(times, default=None)
 
     def tick(self) -> None:
         """The heartbeat (which keeps this worker's leases), and a look for lost workers to reclaim."""

@@ -133,14 +133,26 @@ class _Bench:
                     process.wait()
 
     def _wait_for_crawl(self, first: subprocess.Popen[str]) -> None:
+        """Until the first command has recorded its new crawl and started working on it (a worker that joined
+        the previous crawl would be stopped by the new one)."""
         from crawler.cluster.schema import connect
 
-        while first.poll() is None:
-            with connect(self.url) as conn:
-                row = conn.execute("SELECT to_regclass('workers') IS NOT NULL AS made").fetchone()
-                if row and row["made"] and conn.execute("SELECT 1 FROM workers LIMIT 1").fetchone():
+        with connect(self.url) as conn:
+            row = conn.execute("SELECT now() AS started").fetchone()
+            assert row is not None
+            started = row["started"]
+            while first.poll() is None:
+                made = conn.execute("SELECT to_regclass('workers') IS NOT NULL AS made").fetchone()
+                if (
+                    made
+                    and made["made"]
+                    and conn.execute(
+                        "SELECT 1 FROM workers w, crawl c WHERE w.crawl_created = c.created_at AND c.created_at >= %s",
+                        [started],
+                    ).fetchone()
+                ):
                     return
-            time.sleep(0.05)
+                time.sleep(0.05)
 
     def _shared_result(self) -> tuple[int, float, dict[str, int]]:
         """Pages, seconds from the crawl's creation to its last result, and URL -> size of the 200 pages."""

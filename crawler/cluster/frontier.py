@@ -51,6 +51,7 @@ T = TypeVar("T")
 REDIRECTS = (301, 302, 303, 307, 308)
 LEASE_BATCH = 4  # a worker leases once 1/LEASE_BATCH of its slots are free
 POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
+MIN_WAIT_SECONDS = 0.002  # the least wait before another look: the two clocks may disagree by that much
 STATUS_SECONDS = 2.0  # how often the queue's size is counted for the progress display
 TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
 TRANSIENT_TRIES = 5
@@ -88,12 +89,16 @@ COMPLETE = (
 )
 FLUSH_SECONDS = 0.1  # finished pages wait at most this long for the transaction that records them
 
-# When an origin held back by its delay or a Retry-After may start, among those with URLs queued (a retry's
-# own wait is left to the next poll).
+# When an origin held back by its delay or a Retry-After may start, among those with a URL queued that a lease
+# could take (crawler_lease's test: a sitemap, a page leased before, or a page within the budget and the host's
+# cap); a retry's own wait is left to the next poll.
 NEXT_WAKE = f"""
-SELECT extract(epoch FROM min(greatest(h.next_start, h.paused_until)) - now()) AS wait FROM hosts h
-WHERE h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
-  AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}')
+SELECT extract(epoch FROM min(greatest(h.next_start, h.paused_until)) - now()) AS wait
+FROM hosts h, crawl c
+WHERE c.id = 1 AND h.robots_state = '{READY}' AND h.in_flight < %(per_host)s
+  AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}'
+              AND (q.kind <> '{PAGE}' OR q.fetches > 0
+                   OR (c.started < (c.settings->>'max_pages')::bigint AND (%(cap)s = 0 OR h.started < %(cap)s))))
 """
 
 # A worker whose heartbeat stopped is lost: its leases go back to the queue (urls, then hosts: the fixed order).
@@ -133,7 +138,8 @@ class SharedFrontier(Frontier):
         self._rules: dict[str, RobotRules] = {}
         self._refused: list[Refusal] = []
         self._later: list[tuple[float, Request]] = []  # robots.txt retries and redirects: held by this worker
-        self._wake = 0.0  # time.monotonic() before which another look for work would find none
+        self._wake = 0.0  # time.monotonic() before which another look for work would find none (0: look now)
+        self._free = 0  # the engine's free slots at the last refill
         self._last_beat = 0.0
         self._last_count = 0.0
         self._store_seconds = 0.0
@@ -204,14 +210,17 @@ class SharedFrontier(Frontier):
             free -= 1
         if self._pending and (free >= self._batch or now - self._pending_since >= FLUSH_SECONDS):
             self._flush()  # first: the lease then sees the slots these pages free on their hosts
+        self._free = free
         if free < self._batch or now < self._wake:
             return
         with self._timed():
             leased = self._retrying(lambda: self._lease(free))
-            if not leased:  # else the results of those leased bring the engine back soon
-                row = self._conn.execute(NEXT_WAKE, {"per_host": self.config.per_host}).fetchone()
+            if len(leased) < free:  # the rest waits for a delay or a pause to pass, or for others' results
+                limits = {"per_host": self.config.per_host, "cap": self.config.max_pages_per_host}
+                row = self._conn.execute(NEXT_WAKE, limits).fetchone()
                 wait = row["wait"] if row and row["wait"] is not None else POLL_SECONDS
-                self._wake = now + min(POLL_SECONDS, max(0.0, float(wait)))
+                # From now, not from the start of this call: the database measured `wait` after the lease.
+                self._wake = time.monotonic() + min(POLL_SECONDS, max(MIN_WAIT_SECONDS, float(wait)))
         for request in leased:
             if request.robots or not self.config.obey_robots or request.sitemap is not None:
                 self._ready.append(request)
@@ -304,8 +313,7 @@ class SharedFrontier(Frontier):
         with self._timed():
             accepted = self._retrying(work)
         self.rejected += len(pending) - accepted
-        if found:
-            self._wake = 0.0  # new work, perhaps for an origin that may start now
+        self._wake = 0.0  # slots freed on their hosts, perhaps new work: look again
 
     def _insert_found(self, found: list[Found], origins: list[str]) -> None:
         if not found:
@@ -461,10 +469,10 @@ class SharedFrontier(Frontier):
 
     def next_wake(self) -> float | None:
         """When this worker looks for work again, a held robots.txt request is due, or finished pages are to be
-        recorded. A look that is not in the future has been made already (or waits for a free slot, which a
-        result brings): it wakes nothing, or the engine would spin."""
+        recorded. A look waiting for a free slot wakes nothing (a result frees the slot), or the engine would
+        spin."""
         times = [at for at, _ in self._later[:1]]
-        if self._wake > time.monotonic():
+        if self._wake and self._free >= self._batch:  # a look is due then, with slots to fill
             times.append(self._wake)
         if self._pending:
             times.append(self._pending_since + FLUSH_SECONDS)

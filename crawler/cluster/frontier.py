@@ -51,6 +51,7 @@ T = TypeVar("T")
 REDIRECTS = (301, 302, 303, 307, 308)
 LEASE_BATCH = 4  # a worker leases once 1/LEASE_BATCH of its slots are free
 POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
+KNOWN_URLS = 200_000  # URLs a worker remembers having queued (about 30 MB), the newest
 MIN_WAIT_SECONDS = 0.002  # the least wait before another look: the two clocks may disagree by that much
 STATUS_SECONDS = 2.0  # how often the queue's size is counted for the progress display
 TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
@@ -132,6 +133,9 @@ class SharedFrontier(Frontier):
         self._seed_hosts = {host(url) for url in seeds}
         self._seed_origins = {origin(url) for url in seeds}
         self._pending: list[_Finished] = []  # finished, for the next transaction
+        # URLs this worker has put in the frontier lately (insertion-ordered): a site's navigation links, on every
+        # page, are sent once, not once a page. Those the database has from others are filtered there.
+        self._known: dict[str, None] = {}
         self._pending_since = 0.0
         self._ready: list[Request] = []  # leased this round, handed out by next() before the engine asks again
         self._leases: dict[str, int] = {}  # url -> urls.id of what this worker holds
@@ -307,12 +311,17 @@ class SharedFrontier(Frontier):
             columns = [[] for _ in range(len(Found._fields) + 1)]
         arguments = [self._me, *pages, WANTED if self.config.obey_robots else READY, self.config.delay, *columns]
 
-        def work() -> int:
-            return len(self._conn.execute(COMPLETE, arguments).fetchall())
+        def work() -> set[int]:
+            return {row["accepted"] for row in self._conn.execute(COMPLETE, arguments)}
 
         with self._timed():
             accepted = self._retrying(work)
-        self.rejected += len(pending) - accepted
+        self.rejected += len(pending) - len(accepted)
+        for page in pending:
+            if page.lease in accepted:  # what it found is in the frontier now: no need to send it again
+                self._known.update(dict.fromkeys(item.url for item in page.found))
+        if len(self._known) > KNOWN_URLS:
+            self._known = dict.fromkeys(list(self._known)[-KNOWN_URLS // 2 :])  # the newest half
         self._wake = 0.0  # slots freed on their hosts, perhaps new work: look again
 
     def _insert_found(self, found: list[Found], origins: list[str]) -> None:
@@ -336,7 +345,7 @@ class SharedFrontier(Frontier):
         found = [
             Found(item.url, origin(item.url), item.depth, item.hops, "\n".join(item.via) or None)
             for item in outcome.found
-            if item.depth <= self.config.depth and self._in_scope(item.url)
+            if item.url not in self._known and item.depth <= self.config.depth and self._in_scope(item.url)
         ]
         return self._finish(outcome.request, PAGE, outcome.row, outcome.links, found)
 

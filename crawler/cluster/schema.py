@@ -189,13 +189,16 @@ BEGIN
     END IF;
     INSERT INTO hosts (origin, robots_state, crawl_delay)
     SELECT DISTINCT f.origin, new_host_state, host_delay FROM unnest(f_page, f_origin) AS f(page, origin)
-    WHERE p_lease[f.page] = ANY(accepted) ORDER BY f.origin
+    WHERE p_lease[f.page] = ANY(accepted) AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.origin = f.origin)
+    ORDER BY f.origin
     ON CONFLICT (origin) DO NOTHING;
     INSERT INTO urls (url, origin, depth, hops, via, kind, nesting, lastmod)
     SELECT DISTINCT ON (f.url) f.url, f.origin, f.depth, f.hops, f.via, f.kind, f.nesting, f.lastmod
     FROM unnest(f_page, f_url, f_origin, f_depth, f_hops, f_via, f_kind, f_nesting, f_lastmod)
          AS f(page, url, origin, depth, hops, via, kind, nesting, lastmod)
-    WHERE p_lease[f.page] = ANY(accepted) ORDER BY f.url, f.depth
+    WHERE p_lease[f.page] = ANY(accepted)
+      AND NOT EXISTS (SELECT 1 FROM urls u WHERE u.url = f.url)  -- most links are known: a lookup, not an insert
+    ORDER BY f.url, f.depth
     ON CONFLICT (url) DO NOTHING;
     INSERT INTO results (url, worker, kind, row, links, redirected_from)
     SELECT p.url, me, p.kind, p.row, p.links, p.chain

@@ -7,7 +7,8 @@ scenarios, each crawled once per worker count, every worker a `crawler worker` p
   concurrency, so N workers should crawl about N times as fast, up to the hosts' own bound.
 - polite: one host with --delay 0.2. Politeness is the bound, so the number of workers must not change the rate.
 - overhead: one worker against the SQLite mode (`crawler crawl --db`) on a site that answers at once: what the
-  shared frontier costs a page.
+  shared frontier costs a page. Its pages are realistic by default (`--site`), as heavy as real documentation, as
+  every CPU figure of `crawler bench` is; the other two scenarios are bound by the network, and use light pages.
 
 Each crawl is checked against the site: every page found once, with its size, none served twice. The CPU of the
 workers, of PostgreSQL (the server and every backend it ran) and of the site's server is measured for each.
@@ -51,6 +52,7 @@ class ScaleOptions:
     backend: str = "asyncio"
     parser: str = "lxml"
     timeout: float = 600.0
+    overhead_profile: str = "realistic"  # the overhead scenario's pages (crawler.site.generate.PROFILES)
 
     @property
     def polite_pages(self) -> int:
@@ -217,7 +219,8 @@ def run(options: ScaleOptions, on_result: Callable[[ScaleRun], None] | None = No
          options.workers, ["--per-host", str(options.per_host)]),
         (POLITE, SiteOptions(options.polite_pages), options.workers,
          ["--delay", str(POLITE_DELAY), "--per-host", str(options.concurrency)]),
-        (OVERHEAD, SiteOptions(options.overhead_pages, hosts=4), [0, 1], ["--per-host", str(options.concurrency)]),
+        (OVERHEAD, SiteOptions(options.overhead_pages, hosts=4, profile=options.overhead_profile), [0, 1],
+         ["--per-host", str(options.concurrency)]),
     ]  # fmt: skip
     with signals_end_the_bench(), local_postgres() as postgres:  # SIGTERM stops the workers and servers too
         pid = int((postgres.datadir / "postmaster.pid").read_text().split()[0])

@@ -69,13 +69,14 @@ def bench(
             help="Instead, measure a shared crawl (a throwaway PostgreSQL) with these numbers of workers, on 64 "
             "hosts x 100 light pages with 100 ms latency, per-host 1, each worker at concurrency 8 (unless "
             "--hosts, --pages, --latency-ms, --per-host or --concurrency say otherwise); then politeness (one "
-            "host, --delay 0.2) and one worker against the SQLite mode. Needs PostgreSQL's server programs.",
+            "host, --delay 0.2) and one worker against the SQLite mode on --site pages. Needs PostgreSQL's server "
+            "programs.",
         ),
     ] = None,
 ) -> None:
     """Measure every backend on a generated site served on 127.0.0.1: pages/s, CPU, memory, checked."""
     if workers is not None:
-        _bench_workers(ctx, workers, (backends or [Backend("asyncio")])[0].value, parser.value, as_json)
+        _bench_workers(ctx, workers, (backends or [Backend("asyncio")])[0].value, parser.value, site.value, as_json)
         return
     from crawler.bench.measure import BenchOptions, helpers_note, medians, render
     from crawler.bench.measure import run as run_bench
@@ -120,7 +121,7 @@ def bench(
         raise typer.Exit(1)
 
 
-def _bench_workers(ctx: typer.Context, workers: str, backend: str, parser: str, as_json: bool) -> None:
+def _bench_workers(ctx: typer.Context, workers: str, backend: str, parser: str, profile: str, as_json: bool) -> None:
     """`bench --workers`: the shared crawl's scaling, politeness and overhead (crawler.bench.cluster)."""
     from crawler.bench.cluster import ScaleOptions, ScaleRun, render, run
     from crawler.cluster.server import NoPostgres
@@ -135,7 +136,7 @@ def _bench_workers(ctx: typer.Context, workers: str, backend: str, parser: str, 
     given = {name: ctx.params[name] for name in ("hosts", "pages", "latency_ms", "per_host", "concurrency")
              if (source := ctx.get_parameter_source(name)) is not None and source.name == "COMMANDLINE"}  # fmt: skip
     options = ScaleOptions(
-        workers=counts, backend=backend, parser=parser,
+        workers=counts, backend=backend, parser=parser, overhead_profile=profile,
         **{name: value for name, value in given.items() if getattr(defaults, name) != value},
     )  # fmt: skip
     typer.echo(f"Shared-crawl benchmark: {counts} worker(s) of the {backend} backend at concurrency "

@@ -53,6 +53,8 @@ class ScaleOptions:
     parser: str = "lxml"
     timeout: float = 600.0
     overhead_profile: str = "realistic"  # the overhead scenario's pages (crawler.site.generate.PROFILES)
+    # The overhead scenario's concurrency, for both modes: `crawler bench`'s, which keeps a CPU-bound crawl busy.
+    overhead_concurrency: int = 64
 
     @property
     def polite_pages(self) -> int:
@@ -107,10 +109,10 @@ class _Bench:
         self.postgres_pid = postgres_pid
         self.url = url
 
-    def _settings(self, server: ServerProcess, expected: int, *extra: str) -> list[str]:
+    def _settings(self, server: ServerProcess, expected: int, concurrency: int, *extra: str) -> list[str]:
         return [*(f"{origin}/" for origin in server.origins), "--depth", "1000000", "--max-pages",
                 str(10 * expected + 1000), "--no-sitemaps", "--backoff", "0.05", "-b", self.options.backend,
-                "--parser", self.options.parser, "--concurrency", str(self.options.concurrency), *extra]  # fmt: skip
+                "--parser", self.options.parser, "--concurrency", str(concurrency), *extra]  # fmt: skip
 
     def _run(self, commands: list[list[str]]) -> None:
         """Start the first command, then the others once it has recorded the crawl; wait for all of them."""
@@ -180,7 +182,8 @@ class _Bench:
         """Crawl the served site with `workers` workers (0: the SQLite mode, in a temporary file)."""
         before = (_children_cpu(), _postgres_cpu(self.postgres_pid), cpu_seconds(psutil.Process(server.pid)))
         server.served()  # count afresh
-        settings = self._settings(server, len(expected), *extra)
+        concurrency = self.options.overhead_concurrency if scenario == OVERHEAD else self.options.concurrency
+        settings = self._settings(server, len(expected), concurrency, *extra)
         with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
             if workers == 0:
                 stats = Path(tmp) / "stats.json"
@@ -195,7 +198,7 @@ class _Bench:
             else:
                 first = _command("crawl", *settings, "--frontier", self.url, "--restart")
                 rest = _command("worker", "--frontier", self.url, "-b", self.options.backend, "--parser",
-                                self.options.parser, "--concurrency", str(self.options.concurrency))  # fmt: skip
+                                self.options.parser, "--concurrency", str(concurrency))  # fmt: skip
                 self._run([first] + [rest] * (workers - 1))
                 pages, seconds, sizes = self._shared_result()
         served = server.served()
@@ -220,7 +223,7 @@ def run(options: ScaleOptions, on_result: Callable[[ScaleRun], None] | None = No
         (POLITE, SiteOptions(options.polite_pages), options.workers,
          ["--delay", str(POLITE_DELAY), "--per-host", str(options.concurrency)]),
         (OVERHEAD, SiteOptions(options.overhead_pages, hosts=4, profile=options.overhead_profile), [0, 1],
-         ["--per-host", str(options.concurrency)]),
+         ["--per-host", str(options.overhead_concurrency)]),
     ]  # fmt: skip
     with signals_end_the_bench(), local_postgres() as postgres:  # SIGTERM stops the workers and servers too
         pid = int((postgres.datadir / "postmaster.pid").read_text().split()[0])

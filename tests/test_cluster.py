@@ -23,7 +23,7 @@ from crawler.cluster.server import LocalPostgres, local_postgres
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
 from crawler.words import install_hint
-from tests.conftest import Serve, page_count, page_html, run_cli, run_line, wait_for
+from tests.conftest import Serve, page_count, page_html, rows, run_cli, run_line, wait_for
 from tests.support.hostile import hostile
 from tests.support.postgres import TEST_SETTINGS
 
@@ -131,7 +131,7 @@ def results_count(url: str) -> int:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "gevent"])
-def test_a_worker_killed_mid_crawl_loses_nothing(frontier_url: str, serve: Serve, backend: str) -> None:
+def test_a_worker_killed_mid_crawl_loses_nothing(frontier_url: str, serve: Serve, backend: str, tmp_path: Path) -> None:
     with sites(serve, tree_site(60), HOSTS, latency=0.1) as servers:
         first = start(*crawl_command(frontier_url, servers, "-b", backend, "--concurrency", "4",
                                      "--lease-seconds", "2"))  # fmt: skip
@@ -147,6 +147,12 @@ def test_a_worker_killed_mid_crawl_loses_nothing(frontier_url: str, serve: Serve
         assert len(twice) <= 4, twice  # at most what the killed worker had in flight
         statuses = Counter(row["status"] for row in query(frontier_url, "SELECT status FROM workers"))
         assert statuses == {"finished": 2, "lost": 1}
+        pulled = run_cli("pull", "--frontier", frontier_url, "--db", str(tmp_path / "crawl.db"), "-q")
+        assert pulled.exit_code == 0, pulled.stderr
+        assert {row["url"] for row in rows(tmp_path / "crawl.db")} == {
+            server.origin + path for server in servers for path in server.site
+        }
+        assert page_count(tmp_path / "crawl.db") == 480  # each page once, in the file the user reads
 
 
 def test_every_worker_killed_then_two_new_ones_finish_the_crawl(frontier_url: str, serve: Serve) -> None:
@@ -312,6 +318,14 @@ with psycopg.connect(sys.argv[1]) as conn:
     end = time.monotonic()
 print(psycopg.waiting.wait.__name__, sum(start < at < end for at in ticks))
 """
+
+
+def test_the_worker_commands_default_lease_is_the_workers() -> None:
+    from crawler.cluster import worker as cluster_worker
+    from crawler.commands import cluster as cluster_command
+
+    # The command keeps its own copy, so that `crawler -h` does not import psycopg.
+    assert cluster_command.DEFAULT_LEASE_SECONDS == cluster_worker.DEFAULT_LEASE_SECONDS
 
 
 def test_psycopg_yields_to_other_greenlets_under_gevent(frontier_url: str) -> None:

@@ -293,10 +293,18 @@ def test_a_stopped_worker_hands_its_leases_back_at_once(frontier_url: str, serve
     first.send_signal(stop)
     wait_for("the leases back", lambda: scalar(frontier_url, held) == 0, timeout=5)
     assert time.monotonic() - stopped <= 1.0
-    first.communicate(timeout=30)
+    _, err = first.communicate(timeout=30)
     assert first.returncode == (143 if stop == signal.SIGTERM else 130)
     assert query(frontier_url, "SELECT status FROM workers") == [{"status": "interrupted"}]
     assert scalar(frontier_url, "SELECT sum(in_flight) FROM hosts") == 0
+    hint = err.strip().splitlines()[-1]
+    assert (
+        hint == f"Interrupted: its leases went back to the queue. To continue: crawler worker --frontier {frontier_url}"
+    )
+    server.latency = 0.0
+    again = run_line(hint.partition("To continue: ")[2])  # as printed
+    assert again.exit_code == 0, again.stderr
+    assert scalar(frontier_url, "SELECT count(*) FROM results WHERE kind = 'page'") == 20
 
 
 # -- gevent: psycopg waits cooperatively under monkey patching -------------------------------------------

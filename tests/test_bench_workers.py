@@ -45,15 +45,19 @@ def test_sigterm_ends_the_workers_bench_and_everything_it_started(postgres: Loca
     process = psutil.Process(bench.pid)
 
     def working() -> bool:
-        return any("worker" in " ".join(child.cmdline()) or "--frontier" in child.cmdline()
-                   for child in process.children(recursive=True) if child.is_running())  # fmt: skip
+        for child in process.children(recursive=True):
+            try:
+                if "--frontier" in child.cmdline():
+                    return True
+            except psutil.Error:  # a process that ended meanwhile
+                continue
+        return False
 
     wait_for("a crawl under way", working, timeout=60)
     started = process.children(recursive=True)
-    servers = [
-        p for p in psutil.process_iter() if p.username() == "postgres" and "crawler-pg-" in " ".join(p.cmdline())
-    ]
-    watched = [p for p in servers if str(postgres.datadir) not in " ".join(p.cmdline())]  # the bench's, not ours
+    servers = [p for p in psutil.process_iter(["username", "cmdline"])  # (a process that ended gives None)
+               if p.info["username"] == "postgres" and "crawler-pg-" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    watched = [p for p in servers if str(postgres.datadir) not in " ".join(p.info["cmdline"])]  # the bench's
     assert watched
     bench.send_signal(signal.SIGTERM)
     _, err = bench.communicate(timeout=60)

@@ -90,7 +90,12 @@ def _postgres_cpu(pid: int) -> float:
     """CPU seconds of the PostgreSQL server: the postmaster, the backends it has reaped, and those alive."""
     postmaster = psutil.Process(pid)
     times = postmaster.cpu_times()
-    alive = sum(cpu_seconds(child) for child in postmaster.children(recursive=True) if child.is_running())
+    alive = 0.0
+    for child in postmaster.children(recursive=True):
+        try:
+            alive += cpu_seconds(child)
+        except psutil.Error:  # it ended meanwhile: the postmaster has reaped it, its CPU is in children_*
+            continue
     return times.user + times.system + times.children_user + times.children_system + alive
 
 

@@ -30,6 +30,7 @@ from crawler.cluster.schema import (
     FETCHING,
     LEASED,
     LOST,
+    NOT_A_WORKER,
     PAGE,
     QUEUED,
     READY,
@@ -80,13 +81,14 @@ class _Finished(NamedTuple):
     row: str  # JSON
     links: str | None  # JSON
     chain: str  # JSON: the URLs whose redirects ended here
+    refused: bool  # robots.txt forbade it: it was not fetched, and gives back the page budget its lease took
     found: list[Found]
 
 
 COMPLETE = (
     "SELECT crawler_complete(%s::bigint, %s::bigint[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[], "
-    "%s::jsonb[], %s, %s::float8, %s::int[], %s::text[], %s::text[], %s::int[], %s::int[], %s::text[], %s::text[], "
-    "%s::int[], %s::text[]) AS accepted"
+    "%s::jsonb[], %s::boolean[], %s, %s::float8, %s::int[], %s::text[], %s::text[], %s::int[], %s::int[], "
+    "%s::text[], %s::text[], %s::int[], %s::text[]) AS accepted"
 )
 FLUSH_SECONDS = 0.1  # finished pages wait at most this long for the transaction that records them
 
@@ -141,6 +143,7 @@ class SharedFrontier(Frontier):
         self._leases: dict[str, int] = {}  # url -> urls.id of what this worker holds
         self._rules: dict[str, RobotRules] = {}
         self._refused: list[Refusal] = []
+        self._refusing: set[str] = set()  # URLs refused, until their rows are taken
         self._later: list[tuple[float, Request]] = []  # robots.txt retries and redirects: held by this worker
         self._wake = 0.0  # time.monotonic() before which another look for work would find none (0: look now)
         self._free = 0  # the engine's free slots at the last refill
@@ -168,6 +171,11 @@ class SharedFrontier(Frontier):
                 if attempt == TRANSIENT_TRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+            except psycopg.Error as exc:
+                if exc.sqlstate == NOT_A_WORKER:  # the database refused this worker a lease or a result
+                    self.heartbeat()  # says why (lost, or the crawl replaced) with FrontierLost
+                    raise FrontierLost(f"worker {self._me} may no longer lease or record") from None
+                raise
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -234,6 +242,7 @@ class SharedFrontier(Frontier):
                 self._ready.append(request)
             else:
                 self._refused.append(Refusal(request, rules.error_kind, rules.reason or "disallowed by robots.txt"))
+                self._refusing.add(request.url)
 
     def _lease(self, free: int) -> list[Request]:
         """One call of `crawler_lease` (crawler.cluster.schema): robots.txt first, then pages, in one transaction."""
@@ -291,7 +300,9 @@ class SharedFrontier(Frontier):
             self._pending_since = time.monotonic()
         self._pending.append(_Finished(lease, request.url, kind, json.dumps(row),
                                        None if links is None else json.dumps(links),
-                                       json.dumps(list(request.via)), found))  # fmt: skip
+                                       json.dumps(list(request.via)), request.url in self._refusing,
+                                       found))  # fmt: skip
+        self._refusing.discard(request.url)
         if len(self._pending) >= self._batch:
             self._flush()
         return True
@@ -304,7 +315,7 @@ class SharedFrontier(Frontier):
         pending, self._pending = self._pending, []
         found = sorted(((index, item) for index, page in enumerate(pending, 1) for item in page.found),
                        key=lambda pair: pair[1].url)  # fmt: skip
-        pages = [list(column) for column in zip(*(page[:6] for page in pending), strict=True)]
+        pages = [list(column) for column in zip(*(page[:7] for page in pending), strict=True)]
         columns = [[index for index, _ in found], *(list(column) for column in zip(*(item for _, item in found),
                                                                                   strict=True))]  # fmt: skip
         if not found:
@@ -411,9 +422,11 @@ class SharedFrontier(Frontier):
                 self._insert_found(found, sorted({item.origin for item in found}))
                 self._conn.execute(
                     f"UPDATE hosts SET robots_state = '{READY}', robots_status = %s, robots_body = %s, "
-                    "robots_error = %s, crawl_delay = %s, in_flight = in_flight - 1 "
+                    "robots_error = %s, crawl_delay = %s, in_flight = in_flight - 1, "
+                    # its Crawl-delay holds from robots.txt to the first page too
+                    "next_start = greatest(next_start, now() + make_interval(secs => %s)) "
                     f"WHERE origin = %s AND robots_state = '{FETCHING}' AND robots_owner = %s",
-                    [status, body, error_kind, delay, request.origin, self._me],
+                    [status, body, error_kind, delay, delay, request.origin, self._me],
                 )
 
         with self._timed():
@@ -464,11 +477,11 @@ class SharedFrontier(Frontier):
             return False
         with self._timed():
             if self.config.max_pages_per_host:  # what a host's cap keeps out is capped, not queued
-                self._conn.execute(
+                self._retrying(lambda: self._conn.execute(
                     f"UPDATE urls SET state = '{CAPPED}' WHERE state = '{QUEUED}' AND kind = '{PAGE}' AND fetches = 0 "
                     "AND origin IN (SELECT origin FROM hosts WHERE started >= %s)",
                     [self.config.max_pages_per_host],
-                )
+                ))  # fmt: skip
             busy = unfinished(self._conn)
         self.limit_reached = self._scalar("SELECT started FROM crawl") >= self.config.max_pages
         if busy:

@@ -23,6 +23,7 @@ PAGE, SITEMAP, ROBOTS = "page", "sitemap", "robots"  # urls.kind; robots.txt is 
 # robots.txt of an origin: wanted (nobody has it yet), fetching (a worker has it leased), ready (stored)
 WANTED, FETCHING, READY = "wanted", "fetching", "ready"
 RUNNING, LOST = "running", "lost"  # a worker's status while it runs; one whose heartbeat stopped
+NOT_A_WORKER = "CR001"  # the SQLSTATE the functions raise for a worker declared lost, or of a replaced crawl
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS crawl (
@@ -111,10 +112,17 @@ DECLARE
     taken int := 0;
 BEGIN
     SELECT (c.settings->>'max_pages')::bigint - c.started INTO budget FROM crawl c WHERE c.id = 1 FOR UPDATE;
+    IF NOT EXISTS (SELECT 1 FROM workers w, crawl c
+                   WHERE w.id = me AND w.status = '{RUNNING}' AND c.id = 1 AND w.crawl_created = c.created_at) THEN
+        -- declared lost (its heartbeat stopped past its lease), or its crawl replaced: it holds nothing now
+        RAISE EXCEPTION 'worker % may no longer lease or record', me USING ERRCODE = '{NOT_A_WORKER}';
+    END IF;
     IF robots THEN
         RETURN QUERY
-        WITH pick AS (
+        WITH pick AS (  -- only for an origin with a URL a lease could take: none once the budget is spent
             SELECT h.origin FROM hosts h WHERE h.robots_state = '{WANTED}' AND h.paused_until <= now()
+              AND EXISTS (SELECT 1 FROM urls q WHERE q.origin = h.origin AND q.state = '{QUEUED}'
+                          AND (q.kind <> '{PAGE}' OR q.fetches > 0 OR (budget > 0 AND (cap = 0 OR h.started < cap))))
             ORDER BY h.origin LIMIT n FOR UPDATE SKIP LOCKED
         )
         UPDATE hosts h SET robots_state = '{FETCHING}', robots_owner = me, in_flight = h.in_flight + 1,
@@ -169,21 +177,30 @@ END $$;
 -- order (the caller sorts the found URLs), the hosts rows last. Returns the leases it accepted.
 CREATE OR REPLACE FUNCTION crawler_complete(
     me bigint, p_lease bigint[], p_url text[], p_kind text[], p_row jsonb[], p_links jsonb[], p_chain jsonb[],
-    new_host_state text, host_delay float8, f_page int[], f_url text[], f_origin text[], f_depth int[],
-    f_hops int[], f_via text[], f_kind text[], f_nesting int[], f_lastmod text[]
+    p_refused boolean[], new_host_state text, host_delay float8, f_page int[], f_url text[], f_origin text[],
+    f_depth int[], f_hops int[], f_via text[], f_kind text[], f_nesting int[], f_lastmod text[]
 ) RETURNS SETOF bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     accepted bigint[];
     origins text[];
+    refunds boolean[];  -- pages robots.txt refused on their first lease: they give back the budget they took
+    refunded bigint := 0;
     freed record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM workers w, crawl c
+                   WHERE w.id = me AND w.status = '{RUNNING}' AND c.id = 1 AND w.crawl_created = c.created_at) THEN
+        -- declared lost (its heartbeat stopped past its lease), or its crawl replaced: it holds nothing now
+        RAISE EXCEPTION 'worker % may no longer lease or record', me USING ERRCODE = '{NOT_A_WORKER}';
+    END IF;
     WITH done AS (
         UPDATE urls SET state = '{DONE}' WHERE urls.id = ANY(p_lease) AND state = '{LEASED}' AND owner = me
-        RETURNING urls.id, urls.origin
+        RETURNING urls.id, urls.origin,
+                  urls.kind = '{PAGE}' AND urls.fetches = 1 AND p_refused[array_position(p_lease, urls.id)] AS refund
     )
-    SELECT coalesce(array_agg(done.id), '{{}}'), coalesce(array_agg(done.origin), '{{}}') INTO accepted, origins
-    FROM done;
+    SELECT coalesce(array_agg(done.id), '{{}}'), coalesce(array_agg(done.origin), '{{}}'),
+           coalesce(array_agg(done.refund), '{{}}')
+    INTO accepted, origins, refunds FROM done;
     IF cardinality(accepted) = 0 THEN
         RETURN;
     END IF;
@@ -204,9 +221,16 @@ BEGIN
     SELECT p.url, me, p.kind, p.row, p.links, p.chain
     FROM unnest(p_lease, p_url, p_kind, p_row, p_links, p_chain) AS p(lease, url, kind, row, links, chain)
     WHERE p.lease = ANY(accepted);
-    FOR freed IN SELECT o AS origin, count(*) AS n FROM unnest(origins) AS o GROUP BY o ORDER BY o LOOP
-        UPDATE hosts SET in_flight = in_flight - freed.n WHERE origin = freed.origin;
+    FOR freed IN
+        SELECT o AS origin, count(*) AS n, count(*) FILTER (WHERE r) AS back
+        FROM unnest(origins, refunds) AS x(o, r) GROUP BY o ORDER BY o
+    LOOP
+        UPDATE hosts SET in_flight = in_flight - freed.n, started = started - freed.back WHERE origin = freed.origin;
+        refunded := refunded + freed.back;
     END LOOP;
+    IF refunded > 0 THEN  -- the crawl row last: a lease holds it first, but never waits for a hosts row
+        UPDATE crawl SET started = started - refunded WHERE id = 1;
+    END IF;
     RETURN QUERY SELECT unnest(accepted);
 END $$;
 """
@@ -273,13 +297,13 @@ def read_crawl(conn: psycopg.Connection[dict[str, Any]]) -> SharedCrawl | None:
     return SharedCrawl(row["seeds"], row["settings"], row["created_at"].isoformat(timespec="milliseconds"))
 
 
-# Whether the crawl is unfinished: something is leased, a robots.txt is still to be read, or a queued URL may still
-# start: a sitemap, a page leased before (a retry, or one a lost worker held), or a page within --max-pages and its
-# host's --max-pages-per-host. The one rule for workers (is there anything left to wait for?), `crawl --frontier`
-# (join or replace?) and `status` (finished?).
+# Whether the crawl is unfinished: something is leased, a robots.txt is being read, or a queued URL may still
+# start (its origin's robots.txt, if wanted, is read first): a sitemap, a page leased before (a retry, or one a
+# lost worker held), or a page within --max-pages and its host's --max-pages-per-host. The one rule for workers
+# (is there anything left to wait for?), `crawl --frontier` (join or replace?) and `status` (finished?).
 BUSY = f"""
 SELECT EXISTS (SELECT 1 FROM urls WHERE state = '{LEASED}')
-    OR EXISTS (SELECT 1 FROM hosts WHERE robots_state <> '{READY}')
+    OR EXISTS (SELECT 1 FROM hosts WHERE robots_state = '{FETCHING}')
     OR EXISTS (
         SELECT 1 FROM urls q, hosts h, crawl c
         WHERE q.state = '{QUEUED}' AND h.origin = q.origin AND c.id = 1

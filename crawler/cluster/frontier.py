@@ -44,12 +44,12 @@ from crawler.cluster.schema import (
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Frontier, Outcome, Refusal, Request
 from crawler.engine.local_frontier import ROBOTS_MAX_REDIRECTS
+from crawler.engine.loop import REDIRECT_STATUSES
 from crawler.engine.robots import RobotRules, robots_url
 from crawler.engine.sitemap_answer import SITEMAP_DEPTH, answer_sitemap
 from crawler.engine.urls import canonical, host, origin, resolve
 
 T = TypeVar("T")
-REDIRECTS = (301, 302, 303, 307, 308)
 LEASE_BATCH = 4  # a worker leases once 1/LEASE_BATCH of its slots are free
 POLL_SECONDS = 0.25  # at most this long between two looks for work when none was found (others add work)
 KNOWN_URLS = 200_000  # URLs a worker remembers having queued (about 30 MB), the newest
@@ -409,7 +409,7 @@ class SharedFrontier(Frontier):
         every worker, with the origin's delay (the longer of --delay and Crawl-delay), and queue the seed
         origin's sitemaps."""
         target = resolve(location, request.url) if location else None
-        if status in REDIRECTS and target and request.hops < ROBOTS_MAX_REDIRECTS:
+        if status in REDIRECT_STATUSES and target and request.hops < ROBOTS_MAX_REDIRECTS:
             self._hold(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
             return
         rules = RobotRules.from_response(status, body, error_kind)

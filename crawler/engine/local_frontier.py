@@ -13,6 +13,7 @@ import time
 
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Found, Frontier, Outcome, Refusal, Request
+from crawler.engine.loop import REDIRECT_STATUSES
 from crawler.engine.robots import RobotRules, robots_url
 from crawler.engine.scheduler import Origin, Scheduler
 from crawler.engine.sitemap_answer import SITEMAP_DEPTH, answer_sitemap
@@ -188,7 +189,7 @@ class LocalFrontier(Frontier):
         """Follow a redirect of robots.txt (up to five), else apply its rules and release the origin's pages."""
         state = self._scheduler.origin(request.origin)
         target = resolve(location, request.url) if location else None
-        if status in (301, 302, 303, 307, 308) and target and request.hops < ROBOTS_MAX_REDIRECTS:
+        if status in REDIRECT_STATUSES and target and request.hops < ROBOTS_MAX_REDIRECTS:
             self._scheduler.push(Request(target, request.origin, 0, request.hops + 1, robots=True), now)
             return
         rules = RobotRules.from_response(status, body, error_kind)

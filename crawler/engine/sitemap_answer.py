@@ -10,6 +10,7 @@ from typing import Any
 
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Request
+from crawler.engine.loop import REDIRECT_STATUSES
 from crawler.engine.sitemaps import SitemapEntry, parse_sitemap
 from crawler.engine.urls import resolve
 
@@ -17,7 +18,6 @@ SITEMAP_MAX_REDIRECTS = 5
 # Sitemap indexes followed into sitemap indexes at most (the protocol allows none; some sites nest one level).
 SITEMAP_MAX_NESTING = 2
 SITEMAP_DEPTH = 1  # a page a sitemap lists counts as one hop from the seed, as if the home page linked it
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(slots=True)
@@ -42,7 +42,7 @@ def answer_sitemap(request: Request, status: int | None, body: bytes, truncated:
                            "status": status, "error_kind": error_kind, "error_message": error_message,
                            "pages": 0, "sitemaps": 0}  # fmt: skip
     answer = SitemapAnswer(row)
-    if status in REDIRECTS and target and request.hops < SITEMAP_MAX_REDIRECTS:
+    if status in REDIRECT_STATUSES and target and request.hops < SITEMAP_MAX_REDIRECTS:
         if may_read(target, request.url):
             answer.sitemaps.append((target, nesting, request.hops + 1))
             row["error_message"] = f"redirected to {target}"

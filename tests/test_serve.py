@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -479,6 +480,26 @@ def test_a_signal_stops_it_as_ctrl_c_does(crawled: Path, stop_with: signal.Signa
     shutil.copyfile(crawled, db)
     with served(db, stop_with, CLI) as server:
         assert server.get("/-/versions.json")[0] == 200
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="tgkill and /proc/PID/task are Linux's")
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM], ids=lambda signum: signum.name)
+def test_a_signal_another_thread_receives_still_stops_it(
+    crawled: Path, stop_with: signal.Signals, tmp_path: Path
+) -> None:
+    # The kernel hands a signal sent to a process to any thread that does not block it, and Python runs the
+    # handler in the main thread only once that thread wakes: serve's main thread slept on a lock until Datasette
+    # exited, so a Ctrl-C that the log reader's or the reaper's thread received was never seen (a CI run hung
+    # on it once). Here each signal goes to one of serve's other threads, as the kernel may send it.
+    db = tmp_path / "crawl.db"
+    shutil.copyfile(crawled, db)
+    tgkill = ctypes.CDLL(None, use_errno=True).tgkill
+    with served(db, stop_with, CLI) as server:
+        pid = server.process.pid
+        others = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+        assert others, "serve runs no other thread"
+        assert tgkill(pid, others[0], int(stop_with)) == 0, os.strerror(ctypes.get_errno())
+        server.process.wait(PROMPT_SECONDS)  # served() would send the signal again, to the process
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Datasette dies with its parent on Linux only")

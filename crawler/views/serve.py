@@ -52,6 +52,7 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
 EXITED = 0  # what StopSignals.wait() finds in its queue when Datasette exits (no signal is numbered 0)
+WAKE_SECONDS = 0.1  # how soon serve sees a stop signal that a thread other than its main thread received
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -331,8 +332,12 @@ class StopSignals:
             self.events.put(EXITED)
 
         threading.Thread(target=reap, name="datasette-reaper", daemon=True).start()
-        # The main thread blocks here, on a lock that a signal interrupts to run its handler, which queues it.
-        return self.events.get() != EXITED
+        # A signal's handler queues it, but Python runs handlers in the main thread only, and only once it wakes.
+        # The kernel may hand the signal to another thread (this reaper, the log reader), which does not wake a
+        # main thread asleep on a lock: so it wakes every WAKE_SECONDS to run the handler of such a signal.
+        while True:
+            with contextlib.suppress(queue.Empty):
+                return self.events.get(timeout=WAKE_SECONDS) != EXITED
 
 
 def die_with_parent() -> Callable[[], None] | None:

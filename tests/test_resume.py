@@ -3,11 +3,17 @@ continues where it stopped, losing and repeating nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from crawler.site.generate import Resource, Site, generate_site
 from crawler.site.server import SiteServer
@@ -30,11 +36,13 @@ def slow_site(pages: int, delay: float) -> Site:
     return {path: hostile(resource, delay=delay) for path, resource in generate_site(pages, 3).items()}
 
 
-def start_crawl(server: SiteServer, backend: str, db: Path, *extra: str) -> subprocess.Popen[str]:
+def start_crawl(
+    server: SiteServer, backend: str, db: Path, *extra: str, start_new_session: bool = False
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "crawler", "crawl", server.url("/"), "--backend", backend, "--db", str(db),
          "--depth", "100", "--max-pages", "5000", "--per-host", "4", *FAST_RETRIES, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=start_new_session,
     )  # fmt: skip
 
 
@@ -113,6 +121,47 @@ def test_ctrl_c_stops_gracefully_and_resume_finishes(serve: Serve, backend: str,
     assert {page for page, status, _ in outcome(db, server) if status == 200} >= {
         path for path, resource in server.site.items() if resource.status == 200
     }
+
+
+def test_a_second_stop_request_stops_at_once_and_leaves_nothing_behind(
+    serve: Serve, backend: str, tmp_path: Path
+) -> None:
+    # The forced exit skipped the interpreter's exit handlers, multiprocessing's among them: the process backend's
+    # resource tracker then printed a warning about 10 "leaked semaphore objects" after the hint.
+    server = serve(slow_site(60, delay=0.02))
+    db = tmp_path / "crawl.db"
+    process = start_crawl(server, backend, db, "--quiet", start_new_session=True)
+    wait_for_pages(db, 5)
+    server.latency = 60.0  # from now on, every request outlasts the test
+    wait_for("requests in flight", lambda: server.active > 0)
+    process.send_signal(signal.SIGTERM)  # systemd, docker stop: the crawl waits for what is in flight ...
+    assert process.stderr is not None and select.select([process.stderr], [], [], 30)[0], "it did not say a word"
+    stopping = process.stderr.readline().rstrip("\n")
+    process.send_signal(signal.SIGINT)  # ... and Ctrl-C stops it now
+    sent = time.monotonic()
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert process.returncode == 143, stderr
+    assert "Interrupted after" in stdout
+    [hint] = stderr.splitlines()  # and nothing else: no warning, no traceback
+    assert re.fullmatch(r"Stopping \(SIGTERM\): \d+ requests? in flight, up to \d+ s; press Ctrl-C again to stop now",
+                        stopping), stopping  # fmt: skip
+    assert hint == f"Interrupted: what was fetched is saved. To continue: crawler crawl --resume --db {db}"
+    wait_for("no process of the crawl's left", lambda: not session_processes(process.pid), timeout=5)
+    server.latency = 0.0
+    resumed = run_line(hint.partition("To continue: ")[2])  # as printed
+    assert resumed.exit_code == 0, resumed.stderr
+    assert frontier_states(db) == {"done": len(rows(db, "SELECT url FROM pages"))}
+
+
+def session_processes(session: int) -> list[psutil.Process]:
+    """The processes still running in `session` (a crawl started in a session of its own, and what it started)."""
+    left = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getsid(process.pid) == session and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(process)
+    return left
 
 
 def test_max_pages_counts_across_runs(site: SiteServer, backend: str, tmp_path: Path) -> None:

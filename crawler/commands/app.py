@@ -3,7 +3,10 @@ and the options and helpers the commands share."""
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
+import os
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -169,6 +172,23 @@ DbOption = Annotated[Path, typer.Option("--db", help="The SQLite page database."
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print `Error: message` on stderr and exit with `code` (2: the user's input was wrong)."""
     typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def interrupted(hint: str, stopped_by: str | None, forced: bool) -> NoReturn:
+    """End a stopped crawl or worker: `hint` (what to run to go on) on stderr, exit 143 after a SIGTERM, else 130.
+
+    After a second stop request (`forced`), fetches abandoned in threads may still be running, which the
+    interpreter would wait for at exit: everything is written, so the process leaves without waiting for them.
+    It still runs the exit handlers a normal exit runs, first among them multiprocessing's, which unlink the
+    process backend's semaphores (skipped, its resource tracker warned of "leaked semaphore objects")."""
+    typer.echo(hint, err=True)
+    code = EXIT_TERMINATED if stopped_by == "SIGTERM" else EXIT_INTERRUPTED
+    if forced:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()  # what os._exit skips: atexit's handlers (not the threads' join, which is threading's)
+        os._exit(code)
     raise typer.Exit(code)
 
 

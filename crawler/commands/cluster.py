@@ -5,8 +5,6 @@ psycopg is imported only here, lazily, once a frontier URL is given: without --f
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,12 +13,11 @@ import typer
 from crawler.commands.app import (
     DEFAULT_BACKEND_CHOICE,
     DEFAULT_PARSER_CHOICE,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     BackendOption,
     ParserOption,
     app,
     fail,
+    interrupted,
 )
 from crawler.engine.config import DEFAULT_CONCURRENCY
 from crawler.views.progress import ProgressDisplay
@@ -81,14 +78,8 @@ def work(url: str, own: WorkerSettings, quiet: bool, before: Callable[[Callable[
     if run.rejected:
         typer.echo(f"  returned {run.rejected:,} leased when it stopped, for other workers")
     if summary.interrupted:
-        again = f"crawler worker --frontier {redacted(url)}"
-        typer.echo(f"Interrupted: its leases went back to the queue. To continue: {again}", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        code = EXIT_TERMINATED if summary.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
-        if summary.forced:
-            os._exit(code)  # fetches abandoned in threads the interpreter would wait for
-        raise typer.Exit(code)
+        hint = f"Interrupted: its leases went back to the queue. To continue: crawler worker --frontier {redacted(url)}"
+        interrupted(hint, summary.stopped_by, summary.forced)
     typer.echo(f"Results: crawler pull --frontier {redacted(url)} --db crawl.db")
 
 

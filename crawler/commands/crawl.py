@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,13 +13,12 @@ import typer
 from crawler.commands.app import (
     DEFAULT_BACKEND_CHOICE,
     DEFAULT_PARSER_CHOICE,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     BackendOption,
     DbOption,
     ParserOption,
     app,
     fail,
+    interrupted,
 )
 from crawler.commands.cluster import DEFAULT_LEASE_SECONDS, LeaseOption, crawl_shared
 from crawler.engine.config import (
@@ -64,15 +61,7 @@ def _crawl_and_report(request: JobRequest, quiet: bool, stats_json: Path | None 
         typer.echo(f"What changed: crawler changes --db {shlex.quote(request.db_path)}")
     again = f"crawler crawl --resume --db {shlex.quote(request.db_path)}"
     if summary.interrupted:
-        typer.echo(f"Interrupted: what was fetched is saved. To continue: {again}", err=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # After a second stop request, fetches may still be running in threads that the interpreter would
-        # wait for at exit: everything is written, so leave now.
-        code = EXIT_TERMINATED if summary.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
-        if summary.forced:
-            os._exit(code)
-        raise typer.Exit(code)
+        interrupted(f"Interrupted: what was fetched is saved. To continue: {again}", summary.stopped_by, summary.forced)
     if summary.limit_reached and summary.queued:
         more = 2 * job.config.max_pages
         typer.echo(f"Stopped at --max-pages {job.config.max_pages}. To go on: {again} --max-pages {more}", err=True)

@@ -20,14 +20,19 @@ import pytest
 from psycopg.rows import dict_row
 
 from crawler.cluster.server import LocalPostgres, local_postgres
+from crawler.engine.config import DEFAULT_BACKEND
 from crawler.site.generate import Resource, Site
 from crawler.site.server import SiteServer
 from crawler.words import install_hint
+from fetchers import BACKENDS
 from tests.conftest import Serve, page_count, page_html, rows, run_cli, run_line, wait_for
 from tests.support.hostile import hostile
 from tests.support.postgres import TEST_SETTINGS
 
 HOSTS = [f"127.0.0.{index}" for index in range(1, 9)]
+# The rules a shared crawl holds are the database's, whatever the backend: the `crawl` process (the default
+# backend) and one worker on each other backend share each of the cluster-wide tests.
+OTHER_BACKENDS = [backend for backend in BACKENDS if backend != DEFAULT_BACKEND]
 
 
 def tree_site(pages: int, filler: int = 2000) -> Site:
@@ -205,7 +210,7 @@ def rate_with(workers: int, url: str, server: SiteServer, pages: int) -> tuple[l
     first = start(*crawl_command(url, [server], "--delay", "0.2", "--per-host", "8", "--concurrency", "8",
                                  "--restart"))  # fmt: skip
     wait_for("the crawl record", lambda: len(server.hits) > 0, timeout=30)
-    processes = [first, *(worker(url, concurrency=8) for _ in range(workers - 1))]
+    processes = [first, *(worker(url, backend, concurrency=8) for backend in OTHER_BACKENDS[: workers - 1])]
     for process in processes:
         finished(process)
     times = starts(server)
@@ -232,7 +237,7 @@ def test_per_host_holds_across_workers(frontier_url: str, serve: Serve) -> None:
     server.latency = 0.05
     first = start(*crawl_command(frontier_url, [server], "--per-host", "2", "--concurrency", "8"))
     wait_for("the crawl record", lambda: len(server.hits) > 0, timeout=30)
-    processes = [first, *(worker(frontier_url, concurrency=8) for _ in range(3))]
+    processes = [first, *(worker(frontier_url, backend, concurrency=8) for backend in OTHER_BACKENDS)]
     for process in processes:
         finished(process)
     assert len(starts(server)) == 40
@@ -248,7 +253,7 @@ def test_robots_txt_is_fetched_once_per_origin_and_its_crawl_delay_is_obeyed_by_
         server.latency = 0.02
     first = start(*crawl_command(frontier_url, servers, "--concurrency", "4"))
     wait_for("the crawl record", lambda: sum(len(server.hits) for server in servers) > 0, timeout=30)
-    processes = [first, worker(frontier_url), worker(frontier_url, "thread")]
+    processes = [first, *(worker(frontier_url, backend) for backend in OTHER_BACKENDS)]
     for process in processes:
         finished(process)
     for server in servers:
@@ -265,7 +270,7 @@ def test_a_retry_after_pauses_every_worker_on_that_host_only(frontier_url: str, 
     slow.latency = other.latency = 0.05
     first = start(*crawl_command(frontier_url, [slow, other], "--concurrency", "4", "--backoff", "0.01"))
     wait_for("the crawl record", lambda: len(slow.hits) > 0, timeout=30)
-    processes = [first, worker(frontier_url), worker(frontier_url)]
+    processes = [first, *(worker(frontier_url, backend) for backend in OTHER_BACKENDS)]
     for process in processes:
         finished(process)
     failed = next(hit.at for hit in slow.hits if hit.path == "/p/1.html")
@@ -280,11 +285,17 @@ def test_a_retry_after_pauses_every_worker_on_that_host_only(frontier_url: str, 
 # -- 5: a graceful stop hands its leases back ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_worker_hands_its_leases_back_at_once(frontier_url: str, serve: Serve, stop: int) -> None:
+@pytest.mark.parametrize(
+    ("stop", "backend"),
+    list(zip(itertools.cycle([signal.SIGTERM, signal.SIGINT]), BACKENDS, strict=False)),
+    ids=lambda value: getattr(value, "name", value),
+)
+def test_a_stopped_worker_hands_its_leases_back_at_once(
+    frontier_url: str, serve: Serve, stop: signal.Signals, backend: str
+) -> None:
     server = serve(flat_site(20))
     server.latency = 5.0  # every request outlasts the stop
-    first = start(*crawl_command(frontier_url, [server], "--per-host", "4", "--concurrency", "4",
+    first = start(*crawl_command(frontier_url, [server], "-b", backend, "--per-host", "4", "--concurrency", "4",
                                  "--ignore-robots"))  # fmt: skip
     held = "SELECT count(*) FROM urls WHERE state = 'leased'"
     wait_for("the crawl record", lambda: len(server.hits) > 0, timeout=30)
@@ -451,7 +462,7 @@ def test_the_page_budget_holds_across_workers(frontier_url: str, serve: Serve) -
         command = crawl_command(frontier_url, servers, "--concurrency", "8")
         first = start(*command[: command.index("--max-pages")], "--max-pages", "50", "--no-sitemaps")
         wait_for("the crawl record", lambda: results_count(frontier_url) > 0, timeout=60)
-        processes = [first, worker(frontier_url, concurrency=8), worker(frontier_url, "thread", concurrency=8)]
+        processes = [first, *(worker(frontier_url, backend, concurrency=8) for backend in OTHER_BACKENDS)]
         for process in processes:
             finished(process)
     assert scalar(frontier_url, "SELECT count(*) FROM results WHERE kind = 'page'") == 50

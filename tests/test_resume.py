@@ -128,18 +128,20 @@ def test_a_second_stop_request_stops_at_once_and_leaves_nothing_behind(
 ) -> None:
     # The forced exit skipped the interpreter's exit handlers, multiprocessing's among them: the process backend's
     # resource tracker then printed a warning about 10 "leaked semaphore objects" after the hint.
-    server = serve(slow_site(60, delay=0.02))
+    server = serve(slow_site(300, delay=0.02))
     db = tmp_path / "crawl.db"
     process = start_crawl(server, backend, db, "--quiet", start_new_session=True)
     wait_for_pages(db, 5)
-    server.latency = 60.0  # from now on, every request outlasts the test
-    wait_for("requests in flight", lambda: server.active > 0)
+    started = len(server.hits)
+    server.latency = 60.0  # from now on, every request outlasts the test ...
+    wait_for("a request started since", lambda: len(server.hits) > started)  # ... so the first stop must wait
     process.send_signal(signal.SIGTERM)  # systemd, docker stop: the crawl waits for what is in flight ...
     assert process.stderr is not None
     with selectors.DefaultSelector() as said:  # not select(): this process may hold more than 1,024 files
         said.register(process.stderr, selectors.EVENT_READ)
         assert said.select(30), "it did not say a word"
-    stopping = process.stderr.readline().rstrip("\n")
+    stopping = process.stderr.readline().rstrip("\n")  # nothing follows it until the second signal
+    assert process.poll() is None  # still waiting for that request
     process.send_signal(signal.SIGINT)  # ... and Ctrl-C stops it now
     sent = time.monotonic()
     stdout, stderr = process.communicate(timeout=30)

@@ -185,9 +185,9 @@ def interrupted(hint: str, stopped_by: str | None, forced: bool) -> NoReturn:
     typer.echo(hint, err=True)
     code = EXIT_TERMINATED if stopped_by == "SIGTERM" else EXIT_INTERRUPTED
     if forced:
-        sys.stdout.flush()
-        sys.stderr.flush()
         atexit._run_exitfuncs()  # what os._exit skips: atexit's handlers (not the threads' join, which is threading's)
+        sys.stdout.flush()  # os._exit flushes nothing: the summary, and whatever those handlers wrote
+        sys.stderr.flush()
         os._exit(code)
     raise typer.Exit(code)
 

@@ -98,6 +98,17 @@ CREATE INDEX IF NOT EXISTS results_errors ON results (worker, (row->>'error_kind
     WHERE row->>'error_kind' IS NOT NULL;
 CREATE STATISTICS IF NOT EXISTS results_error_kind ON ((row->>'error_kind')) FROM results;
 
+-- Refuses a worker declared lost (its heartbeat stopped past its lease) or of a crawl since replaced: it holds
+-- nothing now, and may neither lease nor record (SQLSTATE NOT_A_WORKER).
+CREATE OR REPLACE FUNCTION crawler_check_worker(me bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM workers w, crawl c
+                   WHERE w.id = me AND w.status = '{RUNNING}' AND c.id = 1 AND w.crawl_created = c.created_at) THEN
+        RAISE EXCEPTION 'worker % may no longer lease or record', me USING ERRCODE = '{NOT_A_WORKER}';
+    END IF;
+END $$;
+
 -- A lease, in one transaction: the crawl row first (leases are taken one worker at a time, and it holds the
 -- page budget), then robots.txt of origins that want it, then, for each origin that may start now (robots.txt
 -- answered, fewer than per_host in flight, its delay and any Retry-After passed), its oldest queued URL; rows
@@ -112,11 +123,7 @@ DECLARE
     taken int := 0;
 BEGIN
     SELECT (c.settings->>'max_pages')::bigint - c.started INTO budget FROM crawl c WHERE c.id = 1 FOR UPDATE;
-    IF NOT EXISTS (SELECT 1 FROM workers w, crawl c
-                   WHERE w.id = me AND w.status = '{RUNNING}' AND c.id = 1 AND w.crawl_created = c.created_at) THEN
-        -- declared lost (its heartbeat stopped past its lease), or its crawl replaced: it holds nothing now
-        RAISE EXCEPTION 'worker % may no longer lease or record', me USING ERRCODE = '{NOT_A_WORKER}';
-    END IF;
+    PERFORM crawler_check_worker(me);
     IF robots THEN
         RETURN QUERY
         WITH pick AS (  -- only for an origin with a URL a lease could take: none once the budget is spent
@@ -188,11 +195,7 @@ DECLARE
     refunded bigint := 0;
     freed record;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM workers w, crawl c
-                   WHERE w.id = me AND w.status = '{RUNNING}' AND c.id = 1 AND w.crawl_created = c.created_at) THEN
-        -- declared lost (its heartbeat stopped past its lease), or its crawl replaced: it holds nothing now
-        RAISE EXCEPTION 'worker % may no longer lease or record', me USING ERRCODE = '{NOT_A_WORKER}';
-    END IF;
+    PERFORM crawler_check_worker(me);
     WITH done AS (
         UPDATE urls SET state = '{DONE}' WHERE urls.id = ANY(p_lease) AND state = '{LEASED}' AND owner = me
         RETURNING urls.id, urls.origin,

@@ -19,6 +19,7 @@ import pytest
 import sqlite_utils
 
 from crawler.bench.measure import check
+from crawler.bench.parse_alone import html_pages, measure_parse
 from crawler.site.generate import generate_site
 from crawler.site.server import SiteOptions, serve_in_subprocess
 from crawler.words import install_hint
@@ -120,6 +121,37 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
         == medians["asyncio"]["pages_per_second"] / (medians["scrapy"]["pages_per_second"])
     )
     assert medians["lean"]["parse_share"] is None and medians["asyncio"]["parse_share"] > 0
+    # The crawler's parser and the lean loop's were timed alone on the same pages; Scrapy's cannot be. One
+    # round: a crawl's CPU a page is exactly its parse alone plus what it spent beyond it.
+    assert medians["scrapy"]["parse_alone_ms_per_page"] is None
+    for crawler in ("asyncio", "lean"):
+        row = medians[crawler]
+        assert row["parse_alone_ms_per_page"] > 0
+        assert row["parse_alone_ms_per_page"] + row["beyond_parse_ms_per_page"] == pytest.approx(row["cpu_ms_per_page"])
+    assert (
+        re.findall(r"parse alone: (lean|lxml) [\d.]+ ms an HTML page, (lean|lxml) [\d.]+ ms", run.stderr)
+        == [("lean", "lxml")] * 2
+    )  # before the round and after it
+
+
+def test_the_parse_alone_parses_the_very_bodies_a_crawl_parses(tmp_path: Path) -> None:
+    options = SiteOptions(pages=40, hosts=2, profile="realistic")
+    with serve_in_subprocess(options) as server:
+        run = run_cli("crawl", *[f"{origin}/" for origin in server.origins], "--db", str(tmp_path / "c.db"),
+                      "--depth", "1000", "--max-pages", "1000", "--quiet")  # fmt: skip
+        assert run.exit_code == 0, run.stderr
+        alone = {cost.parser: cost for cost in (measure_parse(parser, options, server.origins, 60)
+                                                for parser in ("bs4", "lean"))}  # fmt: skip
+        bodies = {url: len(body) for url, body, _ in html_pages(options, server.origins)}
+    crawled = {
+        row["url"]: row["size"]
+        for row in sqlite_utils.Database(tmp_path / "c.db").query(
+            "SELECT url, size FROM pages WHERE status = 200 AND content_type LIKE 'text/html%'"
+        )
+    }
+    assert bodies == crawled and len(crawled) == 2 * 40  # every page of both hosts, by URL and size
+    assert alone["bs4"].pages == alone["lean"].pages == len(crawled)
+    assert alone["bs4"].cpu_seconds > alone["lean"].cpu_seconds > 0
 
 
 def test_the_help_says_what_installs_scrapy() -> None:

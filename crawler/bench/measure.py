@@ -6,7 +6,9 @@ each crawl runs as a subprocess in a session of its own (so gevent's patching st
 the whole tree can be timed out and killed), measured by process_tree.py: the CPU of every process it started,
 the largest sum of RSS over the tree; the parse/store split is the engine's own accounting of its main thread.
 After each crawl the server says how often it served each URL: a page served twice is a problem, like a
-missing one or a wrong size.
+missing one or a wrong size. Before the first round and after each, the crawlers' parsers parse the site's HTML
+pages alone (parse_alone.py), so that each crawl's CPU splits into the parse alone, measured in the minutes
+around it, and what the crawl spent beyond it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from crawler.bench.parse_alone import LEAN, ParseCost, measure_parse
 from crawler.bench.peers import EXIT_SCRAPY_MISSING
 from crawler.bench.process_tree import measure, signals_end_the_bench, subreaper
 from crawler.engine.config import DEFAULT_PARSER
@@ -62,6 +65,9 @@ class RunResult:
     helper_processes: int = 0  # processes besides the crawl's own at its memory peak (the process backend's pool)
     helper_rss_mb: float = 0.0  # their RSS then, together (shared pages counted in each)
     helper_uss_mb: float = 0.0  # their unique memory then, together: what each costs beyond what they share
+    # The crawl's parser alone on the pages it parsed: CPU seconds, the mean of the measurements before and
+    # after its round. None for a crawler whose parse the bench cannot run alone (Scrapy's).
+    parse_alone_seconds: float | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -151,27 +157,53 @@ def run_one(
     )
 
 
+def parser_of(crawler: str, options: BenchOptions) -> str | None:
+    """The parser a crawler parses with, as parse_alone.py runs it; None for Scrapy's."""
+    if crawler in options.backends:
+        return options.parser
+    return LEAN if crawler == LEAN else None
+
+
 def run(options: BenchOptions, on_result: Callable[[RunResult], None] | None = None,
-        on_skip: Callable[[str], None] | None = None) -> list[RunResult]:  # fmt: skip
-    """Every round crawls the site once with each backend and each peer in turn; returns every run. A peer
-    that is not installed is skipped (`on_skip` gets the reason)."""
+        on_note: Callable[[str], None] | None = None) -> list[RunResult]:  # fmt: skip
+    """Every round crawls the site once with each backend and each peer in turn; returns every run. Before the
+    first round and after each, every parser in use parses the site alone. A peer that is not installed is
+    skipped; `on_note` hears of that, and of each parse alone."""
     results: list[RunResult] = []
     crawlers = [*options.backends, *options.peers]
+    parsers = sorted({parser for crawler in crawlers if (parser := parser_of(crawler, options)) is not None})
+
+    def parse_alone() -> dict[str, ParseCost]:
+        costs = {parser: measure_parse(parser, options.site, server.origins, options.crawl_timeout)
+                 for parser in parsers}  # fmt: skip
+        if on_note is not None:
+            on_note("  parse alone: " + ", ".join(f"{cost.parser} {cost.ms_per_page:.2f} ms an HTML page"
+                                                  for cost in costs.values()))  # fmt: skip
+        return costs
+
     with signals_end_the_bench(), subreaper(), serve_in_subprocess(options.site) as server, \
             tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:  # fmt: skip
         expected = expected_pages(options.site, server.origins)
+        before = parse_alone()
         for _ in range(options.rounds):
+            this_round: list[RunResult] = []
             for crawler in list(crawlers):
                 try:
                     result = run_one(crawler, options, server, Path(tmp), expected)
                 except PeerMissing as missing:
                     crawlers.remove(crawler)
-                    if on_skip is not None:
-                        on_skip(f"{crawler} skipped: {missing}")
+                    if on_note is not None:
+                        on_note(f"{crawler} skipped: {missing}")
                     continue
-                results.append(result)
+                this_round.append(result)
                 if on_result is not None:
                     on_result(result)
+            after = parse_alone()
+            for result in this_round:
+                if (parser := parser_of(result.backend, options)) is not None:
+                    result.parse_alone_seconds = (before[parser].cpu_seconds + after[parser].cpu_seconds) / 2
+            results += this_round
+            before = after
     return results
 
 
@@ -194,6 +226,8 @@ class Row:
     helper_processes: int = 0
     helper_rss_mb: float = 0.0
     helper_uss_mb: float = 0.0
+    parse_alone_ms_per_page: float | None = None  # the parse alone's CPU over the pages crawled
+    beyond_parse_ms_per_page: float | None = None  # the crawl's CPU a page beyond that
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -233,6 +267,12 @@ def medians(results: list[RunResult]) -> list[Row]:
             helper_processes=int(statistics.median(run.helper_processes for run in runs)),
             helper_rss_mb=statistics.median(run.helper_rss_mb for run in runs),
             helper_uss_mb=statistics.median(run.helper_uss_mb for run in runs),
+            parse_alone_ms_per_page=_median(ms_per(run.parse_alone_seconds, run.pages) for run in runs),
+            beyond_parse_ms_per_page=_median(
+                ms_per(run.cpu_seconds - run.parse_alone_seconds, run.pages)
+                for run in runs
+                if run.parse_alone_seconds is not None
+            ),
         )
         for backend, runs in by_backend.items()
     ]
@@ -242,23 +282,37 @@ def _percent(share: float | None) -> str:
     return "-" if share is None else f"{share:.0%}"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def render(rows: list[Row]) -> str:
-    """The results table; a `vs scrapy` column when Scrapy was measured."""
+    """The results table; a `vs scrapy` column when Scrapy was measured. CPU ms/page splits into the parse
+    alone and the rest (`PARSE_ALONE_NOTE`)."""
     with_scrapy = any(row.ratio_to_scrapy is not None for row in rows)
-    header = ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "peak RSS MB", "parse", "store", "fetch+other",
-              "server CPU", "vs best", *(["vs scrapy"] if with_scrapy else []), "check"]  # fmt: skip
+    header = ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "parse alone", "beyond it", "peak RSS MB",
+              "parse", "store", "fetch+other", "server CPU", "vs best", *(["vs scrapy"] if with_scrapy else []),
+              "check"]  # fmt: skip
     body = []
     for row in rows:
         other = None if row.parse_share is None else max(0.0, 1 - row.parse_share - (row.store_share or 0.0))
         body.append((
             row.backend, f"{row.pages:,}", f"{row.pages_per_second:,.0f}", f"{row.cpu_seconds:.2f}",
-            "-" if row.cpu_ms_per_page is None else f"{row.cpu_ms_per_page:.2f}", f"{row.peak_rss_mb:.0f}",
+            _ms(row.cpu_ms_per_page), _ms(row.parse_alone_ms_per_page), _ms(row.beyond_parse_ms_per_page),
+            f"{row.peak_rss_mb:.0f}",
             _percent(row.parse_share), _percent(row.store_share), _percent(other), _percent(row.server_cpu_share),
             f"{row.ratio_to_best:.2f}",
             *([f"{row.ratio_to_scrapy:.2f}" if row.ratio_to_scrapy is not None else "-"] if with_scrapy else []),
             "ok" if row.correct else "WRONG",
         ))  # fmt: skip
     return table(header, body)
+
+
+PARSE_ALONE_NOTE = (
+    "CPU ms/page = parse alone + beyond it. Parse alone: the crawl's parser on the same HTML pages in a process "
+    "that does nothing else, measured before and after each round, over the pages crawled. Beyond it: fetching, "
+    "storing, scheduling, and the parse's own cost of sharing the machine."
+)
 
 
 def helpers_note(rows: list[Row]) -> list[str]:

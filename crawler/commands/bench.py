@@ -78,7 +78,7 @@ def bench(
     if workers is not None:
         _bench_workers(ctx, workers, (backends or [Backend("asyncio")])[0].value, parser.value, site.value, as_json)
         return
-    from crawler.bench.measure import BenchOptions, helpers_note, medians, render
+    from crawler.bench.measure import PARSE_ALONE_NOTE, BenchOptions, helpers_note, medians, render
     from crawler.bench.measure import run as run_bench
     from crawler.site.server import SiteOptions
 
@@ -103,7 +103,7 @@ def bench(
         f"concurrency {concurrency}, parser {parser.value}, {rounds} round(s)", err=True,
     )  # fmt: skip
     try:
-        results = run_bench(options, progress, on_skip=lambda reason: typer.echo(reason, err=True))
+        results = run_bench(options, progress, on_note=lambda note: typer.echo(note, err=True))
     except RuntimeError as exc:
         fail(str(exc), code=1)
     rows = medians(results)
@@ -112,6 +112,7 @@ def bench(
         typer.echo(json.dumps(record, indent=2))
     else:
         typer.echo(render(rows))
+        typer.echo(PARSE_ALONE_NOTE)
         for line in helpers_note(rows):
             typer.echo(line)
     if not all(row.correct for row in rows):

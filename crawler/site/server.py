@@ -210,6 +210,23 @@ class SiteOptions:
                 "--latency-ms", str(self.latency_ms), "--fanout", str(self.fanout),
                 "--profile", self.profile] + (["--changing"] if self.changing else [])  # fmt: skip
 
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """`parser` with the options `arguments()` writes (for `main`, and for the bench's parse alone)."""
+        parser.add_argument("--pages", type=int, default=200)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--hosts", type=int, default=1, help="loopback hosts, each serving its own site")
+        parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
+        parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
+        parser.add_argument("--profile", choices=PROFILES, default="light", help="page weights and markup")
+        parser.add_argument("--changing", action="store_true", help="the demo's site; SIGUSR2 changes it")
+        return parser
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> SiteOptions:
+        """The options that `add_arguments`' parser read."""
+        return cls(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile, args.changing)
+
 
 @dataclass(frozen=True, slots=True)
 class ServerProcess:
@@ -328,17 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     [--profile realistic|light] [--changing]`: print the origins on one line, serve until SIGTERM; on SIGUSR1,
     print a JSON line of URL -> times answered since the last one; on SIGUSR2, serve a changing site's second
     edition and print `changed`."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pages", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--hosts", type=int, default=1, help="loopback hosts, each serving its own site")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before every response")
-    parser.add_argument("--fanout", type=int, default=0, help="extra links per page to URLs the site lacks")
-    parser.add_argument("--profile", choices=PROFILES, default="light", help="page weights and markup")
-    parser.add_argument("--changing", action="store_true", help="the demo's site; SIGUSR2 changes it")
-    args = parser.parse_args(argv)
-    options = SiteOptions(args.pages, args.seed, args.hosts, args.latency_ms, args.fanout, args.profile,
-                          args.changing)  # fmt: skip
+    parser = SiteOptions.add_arguments(argparse.ArgumentParser(description=__doc__))
+    options = SiteOptions.from_arguments(parser.parse_args(argv))
 
     def started(servers: list[SiteServer]) -> None:  # the parent process reads the origins from this line
         print(" ".join(server.origin for server in servers), flush=True)  # noqa: T201

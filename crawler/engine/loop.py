@@ -22,6 +22,7 @@ from functools import partial
 
 from crawler.engine.config import CrawlConfig
 from crawler.engine.frontier import Found, Frontier, Outcome, Request, page_row
+from crawler.engine.heap import collector_set_for_crawling
 from crawler.engine.retries import http_error, retry_for
 from crawler.engine.summary import CrawlSummary, ProgressCallback, StopRequests
 from crawler.engine.urls import resolve
@@ -320,36 +321,38 @@ class Engine:
         """Crawl until the frontier is exhausted, its page budget spent, or the user stops it. Closes the
         fetcher before returning (abandoning what is in flight after a second stop request); every page
         finished is handed to the frontier and written."""
-        forced = False
-        try:
-            while not (forced := self._stop_requested()):
-                if not self._stops.count:
-                    self._frontier.refill(self._idle, self.config.concurrency - len(self._in_flight))
-                    self._fill()
-                if not self._in_flight and (self._stops.count or self._frontier.exhausted()):
-                    break
-                try:
-                    token, result = self._results.get(timeout=self._wait_time())
+        # The collector set for a crawl's bulk allocations; undone when the crawl ends (crawler.engine.heap).
+        with collector_set_for_crawling():
+            forced = False
+            try:
+                while not (forced := self._stop_requested()):
+                    if not self._stops.count:
+                        self._frontier.refill(self._idle, self.config.concurrency - len(self._in_flight))
+                        self._fill()
+                    if not self._in_flight and (self._stops.count or self._frontier.exhausted()):
+                        break
+                    try:
+                        token, result = self._results.get(timeout=self._wait_time())
+                        self._handle(token, result)
+                    except queue.Empty:
+                        pass
+                    if time.monotonic() - self._last_tick >= TICK_SECONDS:
+                        self._last_tick = time.monotonic()
+                        self._watchdog()
+                        self._frontier.tick()  # slow responses must not keep finished pages from disk
+                    self._report()
+            finally:
+                if forced:
+                    self.summary.forced = True
+                    self._fetcher.abandon()  # what was in flight stays queued in the frontier
+                else:
+                    self._fetcher.close()  # every submitted URL has reported once this returns
+                while self._in_flight:  # results that arrived meanwhile still get their rows
+                    try:
+                        token, result = self._results.get_nowait()
+                    except queue.Empty:
+                        break
                     self._handle(token, result)
-                except queue.Empty:
-                    pass
-                if time.monotonic() - self._last_tick >= TICK_SECONDS:
-                    self._last_tick = time.monotonic()
-                    self._watchdog()
-                    self._frontier.tick()  # slow responses must not keep finished pages from disk
-                self._report()
-        finally:
-            if forced:
-                self.summary.forced = True
-                self._fetcher.abandon()  # what was in flight stays queued in the frontier
-            else:
-                self._fetcher.close()  # every submitted URL has reported once this returns
-            while self._in_flight:  # results that arrived meanwhile still get their rows
-                try:
-                    token, result = self._results.get_nowait()
-                except queue.Empty:
-                    break
-                self._handle(token, result)
-            self._frontier.flush()
-            self._report(force=True)
+                self._frontier.flush()
+                self._report(force=True)
         return self.summary

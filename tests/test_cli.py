@@ -504,9 +504,13 @@ def test_bench_measures_and_checks_every_backend() -> None:
 def test_bench_prints_a_table() -> None:
     run = run_cli("bench", "--pages", "10", "--rounds", "1", "--concurrency", "2", "--backend", "thread")
     assert run.exit_code == 0, run.stderr
-    header, _, row = run.stdout.splitlines()
+    header, _, row, note = run.stdout.splitlines()
     assert header.split()[:4] == ["backend", "pages", "pages/s", "CPU"]
     assert row.split()[0] == "thread" and row.split()[-1] == "ok"
+    # CPU ms/page, parse alone, beyond it: the note says the first is the sum of the others, and it is.
+    cpu, alone, beyond = map(float, row.split()[4:7])
+    assert note.startswith("CPU ms/page = parse alone + beyond it.")
+    assert alone > 0 and cpu == pytest.approx(alone + beyond, abs=0.011)
 
 
 READ_COMMANDS = [

@@ -24,7 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "crawler.views": {"crawler.engine", "storage", "crawler", "crawler.words"},
     "crawler.cluster": {"crawler.engine", "fetchers", "parsers", "storage", "crawler", "crawler.words"},
     "crawler.bench": {
-        "crawler.engine", "crawler.cluster", "crawler.views", "crawler.site", "storage", "crawler", "crawler.words",
+        "crawler.engine", "crawler.cluster", "crawler.views", "crawler.site", "storage", "parsers", "crawler",
+        "crawler.words",
     },
     "crawler.commands": {
         "crawler.engine", "crawler.cluster", "crawler.views", "crawler.site", "crawler.bench", "fetchers", "parsers",

@@ -124,6 +124,9 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
     # The crawler's parser and the lean loop's were timed alone on the same pages; Scrapy's cannot be. One
     # round: a crawl's CPU a page is exactly its parse alone plus what it spent beyond it.
     assert medians["scrapy"]["parse_alone_ms_per_page"] is None
+    # The crawler times its parser's own CPU in the crawl too; a peer does not.
+    assert 0 < medians["asyncio"]["parse_in_crawl_ms_per_page"] < medians["asyncio"]["cpu_ms_per_page"]
+    assert medians["lean"]["parse_in_crawl_ms_per_page"] is None
     for crawler in ("asyncio", "lean"):
         row = medians[crawler]
         assert row["parse_alone_ms_per_page"] > 0

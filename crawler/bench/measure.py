@@ -61,6 +61,7 @@ class RunResult:
     parse_seconds: float | None
     store_seconds: float | None
     server_cpu_seconds: float
+    parser_cpu_seconds: float | None = None  # the parser's own CPU in the crawl (its thread's); None for a peer
     orphan_cpu_seconds: float = 0.0  # part of cpu_seconds: processes the crawl left unwaited (and their children)
     helper_processes: int = 0  # processes besides the crawl's own at its memory peak (the process backend's pool)
     helper_rss_mb: float = 0.0  # their RSS then, together (shared pages counted in each)
@@ -149,6 +150,7 @@ def run_one(
         parse_seconds=summary.get("parse_seconds"),
         store_seconds=summary.get("store_seconds"),
         server_cpu_seconds=cpu_seconds(psutil.Process(server.pid)) - server_cpu,
+        parser_cpu_seconds=summary.get("parser_cpu_seconds"),
         orphan_cpu_seconds=tree.orphan_cpu_seconds,
         helper_processes=tree.peak_helpers,
         helper_rss_mb=tree.peak_helpers_rss / 2**20,
@@ -228,6 +230,7 @@ class Row:
     helper_uss_mb: float = 0.0
     parse_alone_ms_per_page: float | None = None  # the parse alone's CPU over the pages crawled
     beyond_parse_ms_per_page: float | None = None  # the crawl's CPU a page beyond that
+    parse_in_crawl_ms_per_page: float | None = None  # the parser's own CPU in the crawl, over the pages crawled
 
 
 def _median(values: Iterable[float | None]) -> float | None:
@@ -268,6 +271,7 @@ def medians(results: list[RunResult]) -> list[Row]:
             helper_rss_mb=statistics.median(run.helper_rss_mb for run in runs),
             helper_uss_mb=statistics.median(run.helper_uss_mb for run in runs),
             parse_alone_ms_per_page=_median(ms_per(run.parse_alone_seconds, run.pages) for run in runs),
+            parse_in_crawl_ms_per_page=_median(ms_per(run.parser_cpu_seconds, run.pages) for run in runs),
             beyond_parse_ms_per_page=_median(
                 ms_per(run.cpu_seconds - run.parse_alone_seconds, run.pages)
                 for run in runs
@@ -290,15 +294,16 @@ def render(rows: list[Row]) -> str:
     """The results table; a `vs scrapy` column when Scrapy was measured. CPU ms/page splits into the parse
     alone and the rest (`PARSE_ALONE_NOTE`)."""
     with_scrapy = any(row.ratio_to_scrapy is not None for row in rows)
-    header = ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "parse alone", "beyond it", "peak RSS MB",
-              "parse", "store", "fetch+other", "server CPU", "vs best", *(["vs scrapy"] if with_scrapy else []),
-              "check"]  # fmt: skip
+    header = ["backend", "pages", "pages/s", "CPU s", "CPU ms/page", "parse alone", "beyond it", "parse in crawl",
+              "peak RSS MB", "parse", "store", "fetch+other", "server CPU", "vs best",
+              *(["vs scrapy"] if with_scrapy else []), "check"]  # fmt: skip
     body = []
     for row in rows:
         other = None if row.parse_share is None else max(0.0, 1 - row.parse_share - (row.store_share or 0.0))
         body.append((
             row.backend, f"{row.pages:,}", f"{row.pages_per_second:,.0f}", f"{row.cpu_seconds:.2f}",
             _ms(row.cpu_ms_per_page), _ms(row.parse_alone_ms_per_page), _ms(row.beyond_parse_ms_per_page),
+            _ms(row.parse_in_crawl_ms_per_page),
             f"{row.peak_rss_mb:.0f}",
             _percent(row.parse_share), _percent(row.store_share), _percent(other), _percent(row.server_cpu_share),
             f"{row.ratio_to_best:.2f}",
@@ -311,7 +316,8 @@ def render(rows: list[Row]) -> str:
 PARSE_ALONE_NOTE = (
     "CPU ms/page = parse alone + beyond it. Parse alone: the crawl's parser on the same HTML pages in a process "
     "that does nothing else, measured before and after each round, over the pages crawled. Beyond it: fetching, "
-    "storing, scheduling, and the parse's own cost of sharing the machine."
+    "storing, scheduling, and the parse's own cost of sharing the machine. Parse in crawl: the parser's own CPU "
+    "in the crawl (its thread's), over the pages crawled; above the parse alone by that cost of sharing."
 )
 
 

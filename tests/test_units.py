@@ -28,7 +28,7 @@ from fetchers import BACKENDS, ErrorKind, FetchSettings, get_fetcher
 from fetchers.base import environment_matters, os_error_kind
 from fetchers.requests_http import new_session
 from parsers import PARSERS, LxmlParser, Parser, SoupParser, is_html
-from storage import PageStore
+from storage import FrontierEntry, PageStore
 from tests.conftest import rows, run_cli
 
 
@@ -280,6 +280,25 @@ def test_store_replaces_a_page_and_its_links_when_fetched_again(tmp_path: Path) 
     store.close()
     assert [(r["url"], r["size"]) for r in rows(db)] == [("http://h/", 20)]
     assert rows(db, "SELECT to_url, follow FROM links") == [{"to_url": "http://h/c", "follow": 1}]
+
+
+def test_a_url_found_by_several_pages_keeps_its_first_entry_in_the_frontier(tmp_path: Path) -> None:
+    db = tmp_path / "crawl.db"
+    row = {"url": "http://h/", "final_url": "http://h/", "host": "h", "status": 200, "size": 10, "depth": 0}
+    store = PageStore(db)
+    store.add_seeds([FrontierEntry("http://h/", "http://h", 0)])
+    store.flush()
+    shared, deeper = FrontierEntry("http://h/s", "http://h", 1), FrontierEntry("http://h/s", "http://h", 2, via="x")
+    store.commit(row, [("http://h/s", True)], [shared], [])  # one batch: both pages, then one write
+    store.commit({**row, "url": "http://h/a"}, [("http://h/s", True)], [deeper], [])
+    store.flush()
+    store.commit({**row, "url": "http://h/b"}, [("http://h/s", True)], [deeper], [])  # a later batch
+    store.close()
+    assert rows(db, "SELECT url, depth, via, state FROM frontier ORDER BY url") == [
+        {"url": "http://h/", "depth": 0, "via": None, "state": "done"},
+        {"url": "http://h/s", "depth": 1, "via": None, "state": "queued"},
+    ]
+    assert rows(db, "SELECT count(*) AS n FROM links WHERE to_url = 'http://h/s'") == [{"n": 3}]
 
 
 def test_store_indexes_links_by_target_only_once_closed(tmp_path: Path) -> None:

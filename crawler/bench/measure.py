@@ -316,8 +316,8 @@ def render(rows: list[Row]) -> str:
 PARSE_ALONE_NOTE = (
     "CPU ms/page = parse alone + beyond it. Parse alone: the crawl's parser on the same HTML pages in a process "
     "that does nothing else, measured before and after each round, over the pages crawled. Beyond it: fetching, "
-    "storing, scheduling, and the parse's own cost of sharing the machine. Parse in crawl: the parser's own CPU "
-    "in the crawl (its thread's), over the pages crawled; above the parse alone by that cost of sharing."
+    "storing, scheduling, and whatever makes the parse cost more in the crawl. Parse in crawl: the parser's own "
+    "CPU in the crawl (its thread's), over the pages crawled; CPU ms/page - parse in crawl is the crawler's own work."
 )
 
 

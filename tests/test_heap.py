@@ -6,23 +6,38 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
+import pytest
+
 from crawler.engine.heap import YOUNG_THRESHOLD, collector_set_for_crawling
 from crawler.site.server import SiteOptions, serve_in_subprocess
 from tests.conftest import page_count, run_cli
 
 
-def test_the_setting_holds_inside_the_block_and_is_undone_after_it() -> None:
+def test_the_setting_holds_inside_the_block_and_is_undone_after_it_even_by_an_exception() -> None:
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
-    with collector_set_for_crawling():
+    with pytest.raises(KeyboardInterrupt), collector_set_for_crawling():
         assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
         assert gc.get_freeze_count() > 1000  # every module and function imported so far
-        made_inside = [[]]  # not frozen: a collection still finds what the crawl leaves behind
-        made_inside.append(made_inside)  # a cycle
-        del made_inside
-        assert gc.collect() >= 2
+        raise KeyboardInterrupt
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_what_the_program_froze_stays_frozen_and_an_inner_block_leaves_the_outer_as_it_was() -> None:
+    before = gc.get_threshold()
+    gc.freeze()  # the program's own, as a server that forks workers does
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_set_for_crawling():
+            assert gc.get_freeze_count() == frozen  # not thawed, nor frozen again
+            with collector_set_for_crawling():
+                pass
+            assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() == frozen
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
 
 
 def test_a_crawl_collects_with_the_crawl_setting_and_leaves_the_process_as_it_was(tmp_path: Path) -> None:

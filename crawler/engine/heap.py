@@ -13,7 +13,8 @@ collector's time in that crawl from 1.9-2.4 s to about 1 s (docs/performance.md,
   found unreachable, and freed there.
 
 Both are undone when the crawl ends, so a program that runs crawls in its own process (the test suite) keeps
-its own settings.
+its own settings. What a program froze itself stays frozen, and a block inside another changes nothing the
+outer one set up.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ YOUNG_THRESHOLD = 10_000  # new container objects between young collections (CPy
 
 @contextmanager
 def collector_set_for_crawling() -> Iterator[None]:
-    """Freeze what is alive now and collect the young generation less often, until the block ends."""
+    """Freeze what is alive now and collect the young generation less often, until the block ends. Freezes
+    only when nothing is frozen yet: `gc.unfreeze` thaws everything, and what another froze is not ours to thaw."""
     thresholds = gc.get_threshold()
-    gc.collect()  # garbage alive now would otherwise be frozen with the rest, never to be freed
-    gc.freeze()
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
+        gc.collect()  # garbage alive now would otherwise be frozen with the rest, never to be freed
+        gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()

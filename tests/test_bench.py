@@ -137,6 +137,18 @@ def test_peers_are_measured_and_checked_in_the_same_run() -> None:
     )  # before the round and after it
 
 
+def test_each_round_is_set_against_the_parse_alone_measured_just_before_and_after_it() -> None:
+    run = run_cli("bench", "--pages", "15", "--rounds", "2", "--concurrency", "4", "--site", "light",
+                  "--backend", "asyncio", "--json")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    alone = [float(ms) for ms in re.findall(r"parse alone: lxml ([\d.]+) ms an HTML page", run.stderr)]
+    assert len(alone) == 3  # before the first round, after each
+    pages = len(html_pages(SiteOptions(pages=15), ["http://127.0.0.1:1"]))
+    first, second = json.loads(run.stdout)["runs"]
+    for result, around in ((first, alone[0:2]), (second, alone[1:3])):
+        assert 1000 * result["parse_alone_seconds"] / pages == pytest.approx(statistics.mean(around), abs=0.006)
+
+
 def test_the_parse_alone_parses_the_very_bodies_a_crawl_parses(tmp_path: Path) -> None:
     options = SiteOptions(pages=40, hosts=2, profile="realistic")
     with serve_in_subprocess(options) as server:

@@ -509,7 +509,7 @@ def test_bench_prints_a_table() -> None:
     assert row.split()[0] == "thread" and row.split()[-1] == "ok"
     # CPU ms/page, parse alone, beyond it: the note says the first is the sum of the others, and it is.
     cpu, alone, beyond, in_crawl = map(float, row.split()[4:8])
-    assert note.startswith("CPU ms/page = parse alone + beyond it.")
+    assert note.startswith("In each run, CPU ms/page = parse alone + beyond it")
     assert alone > 0 and cpu == pytest.approx(alone + beyond, abs=0.011)
     assert 0 < in_crawl < cpu  # the parser's own CPU in the crawl: part of the crawl's
 

@@ -66,8 +66,9 @@ class RunResult:
     helper_processes: int = 0  # processes besides the crawl's own at its memory peak (the process backend's pool)
     helper_rss_mb: float = 0.0  # their RSS then, together (shared pages counted in each)
     helper_uss_mb: float = 0.0  # their unique memory then, together: what each costs beyond what they share
-    # The crawl's parser alone on the pages it parsed: CPU seconds, the mean of the measurements before and
-    # after its round. None for a crawler whose parse the bench cannot run alone (Scrapy's).
+    # The crawl's parser alone on the site's HTML pages (those a complete crawl parses): CPU seconds, the mean of
+    # the measurements before and after its round. None for a crawler whose parse the bench cannot run alone
+    # (Scrapy's).
     parse_alone_seconds: float | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -314,10 +315,11 @@ def render(rows: list[Row]) -> str:
 
 
 PARSE_ALONE_NOTE = (
-    "CPU ms/page = parse alone + beyond it. Parse alone: the crawl's parser on the same HTML pages in a process "
-    "that does nothing else, measured before and after each round, over the pages crawled. Beyond it: fetching, "
-    "storing, scheduling, and whatever makes the parse cost more in the crawl. Parse in crawl: the parser's own "
-    "CPU in the crawl (its thread's), over the pages crawled; CPU ms/page - parse in crawl is the crawler's own work."
+    "In each run, CPU ms/page = parse alone + beyond it (each column is its own median over the rounds). Parse "
+    "alone: the crawl's parser on the same HTML pages in a process that does nothing else, measured before and "
+    "after each round, over the pages crawled. Beyond it: start-up, fetching, storing, scheduling, and whatever "
+    "makes the parse cost more in the crawl. Parse in crawl: the parser's own CPU in the crawl (its thread's), "
+    "over the pages crawled; CPU ms/page - parse in crawl is the crawler's own work."
 )
 
 

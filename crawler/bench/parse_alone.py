@@ -4,12 +4,15 @@ does nothing else, so that the bench can say what a crawl spends beyond parsing.
 `python -m crawler.bench.parse_alone {bs4|lxml|lean} ORIGIN... [site options]` prints one JSON line:
 `{"pages": HTML pages parsed, "cpu_seconds": the process's CPU while it parsed them}`. The pages are the ones
 the server serves with status 200 and an HTML type, rendered for the same origins, so they are byte for byte
-the bodies the crawl parses; the site is generated and rendered before the clock starts.
+the bodies the crawl parses; the site is generated and rendered before the clock starts. The crawler's own
+parsers run with the collector set as a crawl sets it (crawler.engine.heap), so that the parse alone and the
+parse in a crawl differ by the crawl, not by the collector; the lean peer's with CPython's defaults, as it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from crawler.engine.heap import collector_set_for_crawling
 from crawler.site.server import SiteOptions
 
 LEAN = "lean"  # the lean peer's own page work (crawler.bench.peers.LeanParser)
@@ -62,16 +66,20 @@ def _parse_function(parser: str) -> Callable[[bytes, str, str | None], object]:
 def parse_cpu(parser: str, pages: list[tuple[str, bytes, str | None]]) -> float:
     """The CPU seconds this process takes to parse `pages` with `parser` (a crawler parser's name, or lean)."""
     parse = _parse_function(parser)
-    start = time.process_time()
-    for url, body, content_type in pages:
-        parse(body, url, content_type)
-    return time.process_time() - start
+    with collector_set_for_crawling() if parser != LEAN else contextlib.nullcontext():
+        start = time.process_time()
+        for url, body, content_type in pages:
+            parse(body, url, content_type)
+        return time.process_time() - start
 
 
 def measure_parse(parser: str, options: SiteOptions, origins: list[str], timeout: float) -> ParseCost:
     """Run the parse alone in a fresh process (as a crawl runs in one) and return what it took."""
     command = [sys.executable, "-m", "crawler.bench.parse_alone", parser, *origins, *options.arguments()]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the {parser} parse alone did not finish within {timeout:g} s: killed") from None
     if done.returncode != 0:
         raise RuntimeError(f"the {parser} parse alone failed (exit code {done.returncode}): {done.stderr.strip()}")
     record = json.loads(done.stdout)

@@ -256,8 +256,10 @@ class Engine:
         if ok and is_html(result.content_type):
             try:
                 cpu = time.thread_time()
-                page = self._parser.parse(result.body, request.url, result.content_type)
-                self.summary.parser_cpu_seconds += time.thread_time() - cpu
+                try:
+                    page = self._parser.parse(result.body, request.url, result.content_type)
+                finally:
+                    self.summary.parser_cpu_seconds += time.thread_time() - cpu
                 links, follow, unusable = self._links(page, request.depth)
             except Exception as exc:  # a page the parser chokes on is a row, not the end of the crawl
                 page, links, follow, unusable = None, [], [], 0

@@ -22,7 +22,7 @@ class CrawlSummary:
     errors_by_kind: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     parse_seconds: float = 0.0  # main-thread time in the parser and link handling
-    parser_cpu_seconds: float = 0.0  # the parser's own CPU (its thread's), on the pages it parsed
+    parser_cpu_seconds: float = 0.0  # the parser's own CPU (its thread's), on every page it was given
     store_seconds: float = 0.0  # main-thread time writing to SQLite
     in_flight: int = 0
     queued: int = 0  # frontier entries not yet done

@@ -291,8 +291,11 @@ def test_a_url_found_by_several_pages_keeps_its_first_entry_in_the_frontier(tmp_
     shared, deeper = FrontierEntry("http://h/s", "http://h", 1), FrontierEntry("http://h/s", "http://h", 2, via="x")
     store.commit(row, [("http://h/s", True)], [shared], [])  # one batch: both pages, then one write
     store.commit({**row, "url": "http://h/a"}, [("http://h/s", True)], [deeper], [])
-    store.flush()
+    assert store.flush() == {"http://h"}
+    assert (store.queued, store.done) == (1, 1)  # the seed done, the shared URL queued once
     store.commit({**row, "url": "http://h/b"}, [("http://h/s", True)], [deeper], [])  # a later batch
+    assert store.flush() == {"http://h"}  # may have new entries: duplicates are ignored
+    assert (store.queued, store.done) == (1, 1)
     store.close()
     assert rows(db, "SELECT url, depth, via, state FROM frontier ORDER BY url") == [
         {"url": "http://h/", "depth": 0, "via": None, "state": "done"},

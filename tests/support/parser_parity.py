@@ -11,7 +11,9 @@ import argparse
 import sys
 import time
 
-from crawler.site.generate import PROFILES, generate_site
+from crawler.bench.parse_alone import html_pages
+from crawler.site.generate import PROFILES
+from crawler.site.server import SiteOptions
 from parsers import PARSERS, get_parser
 
 ORIGIN = "http://127.0.0.1:8000"
@@ -26,19 +28,16 @@ def main() -> None:
     parsers = {name: get_parser(name) for name in PARSERS}
     seconds = dict.fromkeys(parsers, 0.0)
     compared = differ = 0
-    for path, resource in generate_site(args.pages, profile=args.site).items():
-        if resource.status != 200 or not (resource.content_type or "").startswith("text/html"):
-            continue
-        body = resource.render(ORIGIN)
+    for url, body, content_type in html_pages(SiteOptions(pages=args.pages, profile=args.site), [ORIGIN]):
         pages = {}
         for name, parser in parsers.items():
             start = time.perf_counter()
-            pages[name] = parser.parse(body, ORIGIN + path, resource.content_type)
+            pages[name] = parser.parse(body, url, content_type)
             seconds[name] += time.perf_counter() - start
         compared += 1
         if len(set(map(repr, pages.values()))) > 1:
             differ += 1
-            print(f"differs: {path}", file=sys.stderr)  # noqa: T201
+            print(f"differs: {url}", file=sys.stderr)  # noqa: T201
     timing = ", ".join(f"{name} {1000 * total / max(compared, 1):.2f} ms" for name, total in seconds.items())
     print(f"{compared} pages compared, {differ} differ; parse time per page: {timing}")  # noqa: T201
     sys.exit(1 if differ else 0)

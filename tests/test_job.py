@@ -9,12 +9,15 @@ import json
 import signal
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 import pytest
 
+from crawler.engine import local_frontier
 from crawler.engine.config import DEFAULT_PARSER, CrawlConfig
+from crawler.engine.frontier import Found, Outcome, page_row
 from crawler.engine.local_frontier import WINDOW, LocalFrontier
 from crawler.engine.loop import WATCHDOG_GRACE
 from crawler.site.generate import Resource, Site
@@ -223,6 +226,36 @@ def test_a_host_with_a_huge_queue_does_not_keep_another_hosts_urls_in_the_databa
     assert [url for url in handed if "fast" in url] == [f"http://fast.test/{index}" for index in range(20)]
     assert len([url for url in handed if "slow" in url]) == 20
     store.close()
+
+
+@pytest.mark.parametrize("memo", [local_frontier.IN_TABLE_MEMO, 1])
+def test_a_url_found_again_keeps_its_first_entry_and_one_found_out_of_reach_still_joins_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, memo: int
+) -> None:
+    # The frontier remembers the URLs it handed to the table, so that a repeat costs nothing: it must not
+    # remember one it left out (too deep, another host), and forgetting (the memo full) must lose nothing.
+    monkeypatch.setattr(local_frontier, "IN_TABLE_MEMO", memo)
+    store = PageStore(tmp_path / "crawl.db")
+    frontier = LocalFrontier(CrawlConfig(depth=2, obey_robots=False, sitemaps=False), store, ["http://h/"])
+    frontier.refill(idle=True, free=8)
+    home = frontier.next(time.monotonic())
+    assert home is not None and home.url == "http://h/"
+    finds = {
+        "http://h/": [Found("http://h/a", 1), Found("http://h/b", 3), Found("http://elsewhere/x", 1)],
+        "http://h/a": [Found("http://h/", 2), Found("http://h/b", 2, via=("http://h/a",)), Found("http://h/c", 2)],
+        "http://h/c": [Found("http://h/a", 3), Found("http://h/b", 1), Found("http://h/c", 3)],
+    }
+    for url, found in finds.items():
+        request = replace(home, url=url, depth=found[0].depth - 1)
+        assert frontier.complete(Outcome(request, page_row(request, "thread", status=200), [], found))
+        store.flush()
+    store.close()
+    assert rows(tmp_path / "crawl.db", "SELECT url, depth, via, state FROM frontier ORDER BY seq") == [
+        {"url": "http://h/", "depth": 0, "via": None, "state": "done"},
+        {"url": "http://h/a", "depth": 1, "via": None, "state": "done"},
+        {"url": "http://h/b", "depth": 2, "via": "http://h/a", "state": "queued"},  # not at depth 3: too deep
+        {"url": "http://h/c", "depth": 2, "via": None, "state": "done"},
+    ]
 
 
 # -- files that are not ours -------------------------------------------------------------------------------

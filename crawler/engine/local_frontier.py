@@ -23,6 +23,10 @@ from storage import FrontierEntry, PageStore
 WINDOW = 10_000  # requests held in memory, all origins together (an empty origin may go over it a little)
 ORIGIN_WINDOW = 500  # requests of one origin held in memory at most
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
+# URLs remembered as handed to the frontier table, whose first entry for a URL stands: a link found again (the
+# navigation every page repeats, about 98% of a site's links) is then dropped before it costs an entry and a
+# lookup in SQLite. Cleared when full, about 10 MB: a URL forgotten costs that lookup again, nothing more.
+IN_TABLE_MEMO = 100_000
 
 
 def _entry(found: Found) -> FrontierEntry:
@@ -48,11 +52,12 @@ class LocalFrontier(Frontier):
         self._refused: list[Refusal] = []
         self._seed_origins = {origin(url) for url in seeds}  # whose sitemaps are read
         self._sitemaps_seen: set[str] = set()  # sitemap URLs requested in this run, so that none is read twice
+        self._in_table: set[str] = set()  # URLs handed to the store's frontier table by this frontier (IN_TABLE_MEMO)
         self.resumed_from = store.done
         self._started = store.done  # first attempts of pages, those done in earlier runs included
         for key, done in store.done_by_origin().items():
             self._scheduler.origin(key).pages = done
-        store.add_seeds([FrontierEntry(url, origin(url), 0) for url in seeds])
+        store.add_seeds(self._remember([FrontierEntry(url, origin(url), 0) for url in seeds]))
         self._hungry.update(store.queued_origins())
         self.limit_reached = self._budget_left() <= 0
 
@@ -176,10 +181,21 @@ class LocalFrontier(Frontier):
     # -- taking results back ---------------------------------------------------------------------------
 
     def complete(self, outcome: Outcome) -> bool:
-        """Hand the page and what it found to the store, which writes them in one transaction."""
-        found = [_entry(item) for item in outcome.found if item.depth <= self.config.depth and self._in_scope(item.url)]
-        self._newly_found(self._store.commit(outcome.row, outcome.links, found, list(outcome.request.via)))
+        """Hand the page and what it found to the store, which writes them in one transaction. A URL handed
+        to the frontier table before is left out: the table keeps its first entry."""
+        seen, depth = self._in_table, self.config.depth
+        found = [_entry(item) for item in outcome.found
+                 if item.url not in seen and item.depth <= depth and self._in_scope(item.url)]  # fmt: skip
+        self._newly_found(self._store.commit(outcome.row, outcome.links, self._remember(found),
+                                             list(outcome.request.via)))  # fmt: skip
         return True
+
+    def _remember(self, entries: list[FrontierEntry]) -> list[FrontierEntry]:
+        """`entries`, about to be handed to the frontier table, noted as there (the memo cleared when full)."""
+        if len(self._in_table) + len(entries) > IN_TABLE_MEMO:
+            self._in_table.clear()
+        self._in_table.update(entry.url for entry in entries)
+        return entries
 
     def _in_scope(self, url: str) -> bool:
         return not self.config.same_host or host(url) in self._seed_hosts
@@ -237,10 +253,10 @@ class LocalFrontier(Frontier):
         for url, nesting, hops in answer.sitemaps:
             self._request_sitemap(url, origin(url), nesting, hops, now)
         if answer.pages:
-            self._newly_found(self._store.add_found(
+            self._newly_found(self._store.add_found(self._remember(
                 [FrontierEntry(entry.url, origin(entry.url), SITEMAP_DEPTH, lastmod=entry.lastmod)
                  for entry in answer.pages]
-            ))  # fmt: skip
+            )))  # fmt: skip
         self._store.record_sitemap(answer.row)
 
     def stored_links(self, url: str) -> list[tuple[str, bool]]:

@@ -176,6 +176,8 @@ def test_link_rules_nofollow_long_urls_and_traps(serve: Serve, backend: str, tmp
     links = {row["to_url"] for row in rows(tmp_path / "a.db", "SELECT to_url FROM links")}
     assert server.url("/nofollow.html") in links and server.url("/from-meta.html") in links  # recorded all the same
     assert not [link for link in links if "/long/" in link]
+    home = rows(tmp_path / "a.db", f"SELECT link_count, unusable_links FROM pages WHERE url = '{server.url('/')}'")
+    assert home == [{"link_count": 5, "unusable_links": 1}]  # the long one counts as unusable, not as a link
     # The calendar runs 40 months and ends in a dead link: a trap, were it endless.
     assert len([path for path in pages if path.startswith("/cal/")]) == 41
 

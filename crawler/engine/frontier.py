@@ -40,7 +40,7 @@ class Request:
         return not self.robots and self.sitemap is None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a page makes dozens, and a frozen dataclass takes five times as long to make
 class Found:
     """A URL a page adds to the frontier: a link to follow (depth + 1) or a redirect's target (same depth)."""
 

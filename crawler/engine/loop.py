@@ -208,24 +208,18 @@ class Engine:
         self._complete(Outcome(request, row, None, follow))
 
     def _links(self, page: Page | None, depth: int) -> tuple[list[tuple[str, bool]], list[Found], int]:
-        """(every link and whether the page lets it be followed, the links to follow), without repeats; and how
+        """(every link and whether the page lets it be followed, the links to follow), in page order; and how
         many hrefs were unusable (rejected by the URL standard, or longer than --max-url-length)."""
         if page is None:
             return [], [], 0
-        links: dict[str, bool] = {}
-        unusable = page.unusable
-        for url in page.links:  # canonical already: the parsers resolve them as crawler.engine.urls does
-            if len(url) > self.config.max_url_length:
-                unusable += 1
-                continue
-            # rel=nofollow on every anchor to it, or meta robots nofollow on the page, says not to.
-            links[url] = links.get(url, False) or (not page.meta_nofollow and url not in page.nofollow)
+        # Canonical and without repeats already: the parsers resolve them as crawler.engine.urls does.
+        longest = self.config.max_url_length
+        kept = [url for url in page.links if len(url) <= longest]
+        # rel=nofollow on every anchor to it, or meta robots nofollow on the page, says not to.
+        links = [(url, not page.meta_nofollow and url not in page.nofollow) for url in kept]
         obey = self.config.obey_nofollow
-        return (
-            list(links.items()),
-            [Found(url, depth + 1) for url, allowed in links.items() if allowed or not obey],
-            unusable,
-        )
+        follow = [Found(url, depth + 1) for url, allowed in links if allowed or not obey]
+        return links, follow, page.unusable + len(page.links) - len(kept)
 
     def _stored_to_follow(self, links: Iterable[tuple[str, bool]], depth: int) -> list[Found]:
         """Of an unchanged page's stored links (URL, whether the page lets it be followed), those to follow as

@@ -92,6 +92,24 @@ def test_the_url_a_host_and_port_seed_means_crawls(site: SiteServer, tmp_path: P
     assert list(pages_by_url(tmp_path / "x.db")) == [site.url("/")]
 
 
+def test_a_crawl_run_as_a_program_keeps_its_output_and_exit_code(
+    site: SiteServer, backend: str, tmp_path: Path
+) -> None:
+    # `crawler crawl` ends without the interpreter's teardown (crawler.commands.app.leave): what it printed and its
+    # exit code must survive that, with nothing on stderr.
+    db = tmp_path / "x.db"
+    run = run_line(f"crawler crawl {site.url('/')} --db {db} --depth 1 --backend {backend} --quiet")
+    assert (run.exit_code, run.stderr) == (0, "")
+    crawled = re.match(rf"Crawled (\d+) pages from 1 seed with the {backend} backend in ", run.stdout)
+    assert crawled is not None, run.stdout
+    assert int(crawled[1]) == len(pages_by_url(db)) > 1
+    assert run.stdout.splitlines()[-1] == f"  database {db}"
+    missing = run_line(f"crawler crawl {tmp_path / 'seeds.txt'} --db {db} --backend {backend}")
+    assert (missing.exit_code, missing.stdout, missing.stderr) == (
+        2, "", f"Error: seed file not found: {tmp_path / 'seeds.txt'}\n",
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("seed", ["javascript:alert(1)", "mailto:someone@example.org", "JavaScript:void(0)"])
 def test_a_seed_with_another_scheme_gets_no_https_hint(tmp_path: Path, seed: str) -> None:
     # It was read as a file name ("seed file not found"), and in a seed file given "did you mean

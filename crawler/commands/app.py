@@ -179,17 +179,24 @@ def interrupted(hint: str, stopped_by: str | None, forced: bool) -> NoReturn:
     """End a stopped crawl or worker: `hint` (what to run to go on) on stderr, exit 143 after a SIGTERM, else 130.
 
     After a second stop request (`forced`), fetches abandoned in threads may still be running, which the
-    interpreter would wait for at exit: everything is written, so the process leaves without waiting for them.
-    It still runs the exit handlers a normal exit runs, first among them multiprocessing's, which unlink the
-    process backend's semaphores (skipped, its resource tracker warned of "leaked semaphore objects")."""
+    interpreter would wait for at exit: everything is written, so the process leaves at once (`leave`)."""
     typer.echo(hint, err=True)
     code = EXIT_TERMINATED if stopped_by == "SIGTERM" else EXIT_INTERRUPTED
     if forced:
-        atexit._run_exitfuncs()  # what os._exit skips: atexit's handlers (not the threads' join, which is threading's)
-        sys.stdout.flush()  # os._exit flushes nothing: the summary, and whatever those handlers wrote
-        sys.stderr.flush()
-        os._exit(code)
+        leave(code)
     raise typer.Exit(code)
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with `code` now, once everything is written: it runs the exit handlers a normal exit runs,
+    first among them multiprocessing's, which unlink the process backend's semaphores (skipped, its resource
+    tracker warns of "leaked semaphore objects"), and flushes standard output and error. What it skips: waiting
+    for threads (abandoned fetches, after a forced stop) and the interpreter's teardown of every object, module by
+    module, which took 0.2 s of CPU after a 2,000-page crawl."""
+    atexit._run_exitfuncs()  # what os._exit skips: atexit's handlers (not the threads' join, which is threading's)
+    sys.stdout.flush()  # os._exit flushes nothing: the summary, and whatever those handlers wrote
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def open_db(db: Path) -> sqlite_utils.Database:

@@ -24,8 +24,8 @@ WINDOW = 10_000  # requests held in memory, all origins together (an empty origi
 ORIGIN_WINDOW = 500  # requests of one origin held in memory at most
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 asks crawlers to follow at least five
 # URLs remembered as handed to the frontier table, whose first entry for a URL stands: a link found again (the
-# navigation every page repeats, about 98% of a site's links) is then dropped before it costs an entry and a
-# lookup in SQLite. Cleared when full, about 10 MB: a URL forgotten costs that lookup again, nothing more.
+# navigation every page repeats: 98% of the links on the bench's realistic site) is then dropped before it costs
+# an entry and a lookup in SQLite. Cleared when full, about 10 MB: a URL forgotten costs that lookup again.
 IN_TABLE_MEMO = 100_000
 
 

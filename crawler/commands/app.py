@@ -194,8 +194,9 @@ def leave(code: int) -> NoReturn:
     for threads (abandoned fetches, after a forced stop) and the interpreter's teardown of every object, module by
     module, which took 0.2 s of CPU after a 2,000-page crawl."""
     atexit._run_exitfuncs()  # what os._exit skips: atexit's handlers (not the threads' join, which is threading's)
-    sys.stdout.flush()  # os._exit flushes nothing: the summary, and whatever those handlers wrote
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # os._exit flushes nothing: the summary, and what those handlers wrote
+        if stream is not None:  # None when the command was started with the stream closed (`>&-`)
+            stream.flush()
     os._exit(code)
 
 

@@ -96,8 +96,7 @@ def test_a_crawl_run_as_a_program_keeps_its_output_and_exit_code(
     site: SiteServer, backend: str, tmp_path: Path
 ) -> None:
     # `crawler crawl` ends without the interpreter's teardown (crawler.commands.app.leave): what it printed and its
-    # exit code must survive that, and its exit handlers still run (the process backend's semaphores unlinked:
-    # no resource_tracker warning on stderr).
+    # exit code must survive that, with nothing on stderr.
     db = tmp_path / "x.db"
     fast = f"--timeout {TEST_TIMEOUT} {' '.join(FAST_RETRIES)}"
     run = run_line(f"crawler crawl {site.url('/')} --db {db} --depth 1 --backend {backend} --quiet {fast}")

@@ -336,15 +336,12 @@ class PageStore:
                     self.done += done
                 if found:
                     before = conn.total_changes
-                    # INSERT OR IGNORE keeps a URL's first entry: the batch's repeats (the links every page
-                    # of a site shares) would each cost SQLite a lookup for nothing.
-                    first: dict[str, FrontierEntry] = {}
-                    for entry in found:
-                        first.setdefault(entry.url, entry)
+                    # INSERT OR IGNORE keeps a URL's first entry. The local frontier leaves out the URLs it
+                    # handed over before (crawler.engine.local_frontier), so few repeats reach this far.
                     conn.executemany(
                         "INSERT OR IGNORE INTO frontier (url, origin, depth, hops, via, state, lastmod) "
                         f"VALUES (?, ?, ?, ?, ?, '{QUEUED}', ?)",
-                        [(e.url, e.origin, e.depth, e.hops, e.via, e.lastmod) for e in first.values()],
+                        [(e.url, e.origin, e.depth, e.hops, e.via, e.lastmod) for e in found],
                     )
                     self.queued += conn.total_changes - before
                     conn.executemany(  # a URL queued already: a sitemap's lastmod for it still counts

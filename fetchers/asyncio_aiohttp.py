@@ -1,11 +1,17 @@
-"""asyncio backend: one `aiohttp.ClientSession` in an event loop on its own thread, tasks bounded by a
-semaphore; callbacks run on the event-loop thread."""
+"""asyncio backend: one `aiohttp.ClientSession` in an event loop, tasks bounded by a semaphore. The loop runs
+on the caller's thread, while it waits for results (`next_result`, `close`), and calls back there.
+
+A loop on a thread of its own fetches while the caller parses, but on the bench's site it cost more than it
+overlapped: the same loop work (the same passes and I/O events) took its thread twice the CPU beside a
+beautifulsoup4 parse, and the parse 0.3-0.9 ms a page more, most likely from the GIL changing hands at each of
+the loop's system calls while the parser takes it back for every element. On the caller's thread, a crawl
+took 0.5-0.8 ms a page less CPU with bs4 and was faster with lxml too (docs/performance.md, "The event loop
+on the caller's thread")."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 
 import aiohttp
@@ -52,7 +58,8 @@ def _as_given(url: str) -> URL:
 
 
 class AsyncioFetcher(Fetcher):
-    """Coroutines on one event loop; `concurrency` requests at once through one connection pool."""
+    """Coroutines on one event loop, run by the caller's thread while it waits; `concurrency` requests at once
+    through one connection pool. Used from one thread: the one that made it."""
 
     name = "asyncio"
 
@@ -60,9 +67,9 @@ class AsyncioFetcher(Fetcher):
         super().__init__(settings)
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="asyncio-fetcher", daemon=True)
-        self._thread.start()
-        self._session, self._slots = asyncio.run_coroutine_threadsafe(self._open(), self._loop).result()
+        self._waiting = False  # the loop runs for a caller waiting for a result: the next one ends the wait
+        self._session, self._slots = self._loop.run_until_complete(self._open())
+        self._work = self._run_until_result
 
     async def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         session = aiohttp.ClientSession(
@@ -97,20 +104,30 @@ class AsyncioFetcher(Fetcher):
             return error_result(url, kind, exc, elapsed * 1000, status)
 
     async def _fetch_and_report(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
-        with delivery.guard():
-            async with self._slots:
-                result = await self._fetch(url, headers)
-            delivery(result)
+        try:
+            with delivery.guard():
+                async with self._slots:
+                    result = await self._fetch(url, headers)
+                delivery(result)
+        finally:
+            if self._waiting:
+                self._loop.stop()  # after this pass of the loop: the caller has a result to handle
 
-    def _spawn(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
-        with delivery.guard():
-            task = self._loop.create_task(self._fetch_and_report(url, delivery, headers))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    def _run_until_result(self, seconds: float) -> None:
+        """Run the loop until a request reports (with whatever else is ready in that pass) or `seconds` pass."""
+        timer = self._loop.call_later(seconds, self._loop.stop)
+        self._waiting = True
+        try:
+            self._loop.run_forever()
+        finally:
+            self._waiting = False
+            timer.cancel()
 
     def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
-        """Hand the URL to the event loop, which starts a task for it; safe to call from any thread."""
-        self._loop.call_soon_threadsafe(self._spawn, url, delivery, headers)
+        """Start a task for the URL; it runs once the caller waits."""
+        task = self._loop.create_task(self._fetch_and_report(url, delivery, headers))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _shutdown(self) -> None:
         while self._tasks:
@@ -125,20 +142,13 @@ class AsyncioFetcher(Fetcher):
         await self._session.close()
 
     def _release(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
-        self._stop_loop(None)
+        self._loop.run_until_complete(self._shutdown())
+        self._loop.close()
 
     def _stop_now(self) -> None:
-        if self._loop.is_running():  # not stopped already by an interrupted close()
-            # A task that ignores its cancellation does not hold this up: the loop is stopped under it.
-            with contextlib.suppress(TimeoutError):
-                asyncio.run_coroutine_threadsafe(self._cancel(), self._loop).result(2 * STOP_TIMEOUT)
-        self._stop_loop(STOP_TIMEOUT)
-
-    def _stop_loop(self, timeout: float | None) -> None:
-        if self._loop.is_closed():
+        if self._loop.is_closed():  # by an interrupted close()
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
+        # A task that ignores its cancellation does not hold this up: the loop is closed under it.
+        with contextlib.suppress(TimeoutError):
+            self._loop.run_until_complete(asyncio.wait_for(self._cancel(), 2 * STOP_TIMEOUT))
+        self._loop.close()

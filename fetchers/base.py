@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import socket
 import threading
 import time
@@ -14,7 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+T = TypeVar("T")
 
 # How long `abandon` gives a backend's workers to wind down before it returns.
 STOP_TIMEOUT = 1.0
@@ -232,16 +235,21 @@ class _Outstanding:
                 self._changed.notify_all()  # `wait` is done; news alone only moves its time-out, which it rechecks
             return True
 
-    def wait(self, patience: float) -> bool:
+    def wait(self, patience: float, work: Callable[[float], None] | None = None) -> bool:
         """Wait until every delivery is made; False once `patience` seconds pass with no request submitted or
-        reported."""
-        with self._changed:
-            while self._open:
+        reported. A backend that fetches on the waiting thread does so in `work(seconds)`, which returns once a
+        request has reported or the seconds have passed."""
+        while True:
+            with self._changed:
+                if not self._open:
+                    return True
                 left = self._news + patience - time.monotonic()
                 if left <= 0:
                     return False
-                self._changed.wait(left)
-            return True
+                if work is None:
+                    self._changed.wait(left)
+                    continue
+            work(left)
 
     def pending(self) -> list[Delivery]:
         """The deliveries not made yet."""
@@ -256,12 +264,14 @@ class _Outstanding:
 
 
 class Fetcher(ABC):
-    """A backend: `submit` starts a fetch without blocking on the network, `close` waits for all of them,
-    `abandon` stops at once.
+    """A backend: `submit` starts a fetch without blocking on the network, `next_result` waits for one,
+    `close` waits for all of them, `abandon` stops at once.
 
     `on_result` is called exactly once per submitted URL, success or failure, whatever the backend raises, on
-    whatever thread the backend uses; callers must only hand the result over (e.g. put it on a queue) from there.
-    The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release` and `_stop_now`.
+    whatever thread the backend uses; callers must only hand the result over (e.g. put it on a queue) from there,
+    and wait for it with `next_result`: a backend may fetch on the caller's thread, while the caller waits (the
+    asyncio one does). The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release`
+    and `_stop_now`, and `_work` if it fetches on the caller's thread.
     """
 
     name: ClassVar[str]
@@ -281,6 +291,18 @@ class Fetcher(ABC):
         delivery = self._outstanding.open(url, on_result)
         with delivery.guard():
             self._start(url, delivery, headers)
+
+    def next_result(self, results: queue.Queue[T], timeout: float) -> T:
+        """The next item the `on_result` callbacks put on `results`, waiting at most `timeout` seconds for it
+        (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile."""
+        if self._work is None or not results.empty():
+            return results.get(timeout=timeout)
+        self._work(timeout)
+        return results.get_nowait()
+
+    # Fetching on the caller's thread: run the requests in flight until one reports or the seconds given have
+    # passed. None for a backend whose workers fetch by themselves.
+    _work: Callable[[float], None] | None = None
 
     @abstractmethod
     def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
@@ -304,7 +326,7 @@ class Fetcher(ABC):
         if self._stopped:
             return
         patience = self.settings.timeout + self.close_grace
-        if self._outstanding.wait(patience):
+        if self._outstanding.wait(patience, self._work):
             self._release()
         else:
             message = f"lost by the {self.name} backend: no result, and no news of any request for {patience:g} s"

@@ -63,11 +63,9 @@ def test_every_submit_gets_one_result_from_the_models_workers(serve: Serve, back
         assert {pid for pid, _, _ in workers} == {main.pid}
         assert all(calls[url].called_in == calls[url].fetched_in for url in pages)
         assert all(seen.called_in.thread.startswith("fetch_") for seen in calls.values())
-    elif backend == "asyncio":  # one event-loop thread, fetching and calling back
-        assert len(workers) == 1
-        ((pid, loop_thread, _),) = workers
-        assert (pid, loop_thread) != (main.pid, main.os_thread)
-        assert callers == {(pid, loop_thread)}
+    elif backend == "asyncio":  # one event loop, run by the thread that waits for the results, calling back there
+        assert workers == {(main.pid, main.os_thread, None)}
+        assert callers == {(main.pid, main.os_thread)}
     else:  # gevent: a greenlet per request, on the main thread, calling back itself
         assert len(workers) == len(pages)
         assert {(pid, os_thread) for pid, os_thread, _ in workers} == {(main.pid, main.os_thread)} == callers

@@ -124,7 +124,7 @@ class Engine:
                 continue
             self._tokens += 1
             self._in_flight[self._tokens] = _InFlight(request, now + self.config.timeout + WATCHDOG_GRACE)
-            # The callback runs on the backend's thread: it only hands the result to the main thread.
+            # The callback may run on a backend's thread: it only hands the result over, for `next_result`.
             self._fetcher.submit(request.url, partial(self._deliver, self._tokens), conditional(request.known))
 
     def _deliver(self, token: int, result: FetchResult) -> None:
@@ -330,7 +330,7 @@ class Engine:
                     if not self._in_flight and (self._stops.count or self._frontier.exhausted()):
                         break
                     try:
-                        token, result = self._results.get(timeout=self._wait_time())
+                        token, result = self._fetcher.next_result(self._results, self._wait_time())
                         self._handle(token, result)
                     except queue.Empty:
                         pass

@@ -10,12 +10,14 @@ in `_start`, as a backend with a bug would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import itertools
 import json
 import multiprocessing
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -209,9 +211,11 @@ def run_probe(
         concurrency=concurrency, timeout=timeout, connect_timeout=timeout, user_agent="probe", max_size=1_000_000
     )
     calls: list[tuple[FetchResult, Place, float]] = []
+    arrived: queue.Queue[FetchResult] = queue.Queue()
 
     def on_result(result: FetchResult) -> None:
         calls.append((result, Place.here(), time.perf_counter()))
+        arrived.put(result)
 
     with _probing():
         fetcher = fetcher_class(backend, grace)(settings)
@@ -221,7 +225,9 @@ def run_probe(
         if abandon_after is None:
             fetcher.close()
         else:
-            time.sleep(abandon_after)
+            while (left := start + abandon_after - time.perf_counter()) > 0:  # waiting as a crawl does
+                with contextlib.suppress(queue.Empty):
+                    fetcher.next_result(arrived, left)
             stopping = time.perf_counter()
             fetcher.abandon()
         stopped = time.perf_counter()

@@ -3,8 +3,8 @@ on the caller's thread, while it waits for results (`next_result`, `close`), and
 
 A loop on a thread of its own fetches while the caller parses, but on the bench's site it cost more than it
 overlapped: the same loop work (the same passes and I/O events) took its thread twice the CPU beside a
-beautifulsoup4 parse, and the parse 0.3-0.9 ms a page more, most likely from the GIL changing hands at each of
-the loop's system calls while the parser takes it back for every element. On the caller's thread, a crawl
+beautifulsoup4 parse, most likely from the GIL changing hands at each of the loop's system calls while the
+parser takes it back for every element. On the caller's thread, a crawl
 took 0.5-0.8 ms a page less CPU with bs4 and was faster with lxml too (docs/performance.md, "The event loop
 on the caller's thread")."""
 

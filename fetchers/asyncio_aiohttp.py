@@ -18,6 +18,7 @@ import aiohttp
 from yarl import URL
 
 from fetchers.base import (
+    CATCH_UP_INTERVAL,
     STOP_TIMEOUT,
     BodyReader,
     DeadlineExceeded,
@@ -68,6 +69,7 @@ class AsyncioFetcher(Fetcher):
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = False  # the loop runs for a caller waiting for a result: the next one ends the wait
+        self._last_pass = 0.0  # time.monotonic() when the loop last stopped
         self._session, self._slots = self._loop.run_until_complete(self._open())
         self._work = self._run_until_result
 
@@ -114,14 +116,26 @@ class AsyncioFetcher(Fetcher):
                 self._loop.stop()  # after this pass of the loop: the caller has a result to handle
 
     def _run_until_result(self, seconds: float) -> None:
-        """Run the loop until a request reports (with whatever else is ready in that pass) or `seconds` pass."""
+        """Run the loop until a request reports (with whatever else is ready in that pass) or `seconds` pass;
+        given 0, one pass over what is ready, unless there was one less than `CATCH_UP_INTERVAL` ago."""
+        if seconds <= 0:
+            if time.monotonic() - self._last_pass >= CATCH_UP_INTERVAL:
+                self._loop.stop()  # before it runs: one pass, then back (asyncio's documented idiom)
+                self._run()
+            return
         timer = self._loop.call_later(seconds, self._loop.stop)
+        try:
+            self._run()
+        finally:
+            timer.cancel()
+
+    def _run(self) -> None:
         self._waiting = True
         try:
             self._loop.run_forever()
         finally:
             self._waiting = False
-            timer.cancel()
+            self._last_pass = time.monotonic()
 
     def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Start a task for the URL; it runs once the caller waits."""

@@ -19,6 +19,12 @@ from typing import ClassVar, TypeVar
 
 T = TypeVar("T")
 
+# A backend that fetches on the caller's thread (asyncio, gevent) gets a turn at least this often (seconds) while
+# the caller works through results already handed over, at the caller's next `next_result`: answers that arrived
+# meanwhile are read and new requests go out, so that a request's deadline and elapsed time are not spent on the
+# caller's backlog. A turn costs some tens of us, and fewer events handled in each.
+CATCH_UP_INTERVAL = 0.01
+
 # How long `abandon` gives a backend's workers to wind down before it returns.
 STOP_TIMEOUT = 1.0
 
@@ -295,13 +301,14 @@ class Fetcher(ABC):
     def next_result(self, results: queue.Queue[T], timeout: float) -> T:
         """The next item the `on_result` callbacks put on `results`, waiting at most `timeout` seconds for it
         (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile."""
-        if self._work is None or not results.empty():
+        if self._work is None:
             return results.get(timeout=timeout)
-        self._work(timeout)
+        self._work(timeout if results.empty() else 0.0)  # with a result waiting, a pass over what is ready at most
         return results.get_nowait()
 
     # Fetching on the caller's thread: run the requests in flight until one reports or the seconds given have
-    # passed. None for a backend whose workers fetch by themselves.
+    # passed; given 0, one pass over what is ready (which may be skipped if there was one just before). None for
+    # a backend whose workers fetch by themselves.
     _work: Callable[[float], None] | None = None
 
     @abstractmethod

@@ -92,6 +92,23 @@ def test_an_exception_inside_the_fetch_is_one_error_result(serve: Serve, backend
     assert report.leftover == []
 
 
+def test_an_answer_is_read_while_the_caller_works_through_earlier_ones(serve: Serve, backend: str) -> None:
+    # Twelve answers at once, then one 0.2 s late, within a 0.5 s deadline; the caller spends 0.05 s on each result,
+    # 0.6 s on the twelve. The late answer arrives while it works: it must be read then, not after the caller's
+    # backlog, or its deadline (and its elapsed time) would be spent on the caller's work.
+    server = serve({
+        **{f"/{n}.html": Resource(page_html(f"Page {n}", [])) for n in range(12)},
+        "/late.html": Hostile(page_html("Late", []), delay=0.2),
+    })  # fmt: skip
+    urls = [*(server.url(f"/{n}.html") for n in range(12)), server.url("/late.html")]
+    report = probe(backend, urls, concurrency=len(urls), timeout=0.5, work_per_result=0.05)
+
+    assert_one_call_each(report, urls)
+    late = report.by_url()[server.url("/late.html")][0]
+    assert (late.status, late.error_kind) == (200, None)
+    assert 200 <= late.elapsed_ms < 400
+
+
 def test_close_gives_up_on_a_lost_request(serve: Serve, backend: str) -> None:
     # The process backend loses a request when the worker fetching it is killed (here with the other, idle one,
     # which takes the task queue's lock with it); the probe classes of the others drop it, as a backend with a

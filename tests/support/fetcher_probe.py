@@ -203,8 +203,11 @@ def run_probe(
     timeout: float = 5.0,
     abandon_after: float | None = None,
     grace: float | None = None,
+    work_per_result: float | None = None,
 ) -> Report:
-    """Submit `urls` at once, then close() the fetcher, or abandon() it `abandon_after` seconds later."""
+    """Submit `urls` at once, then close() the fetcher, or abandon() it `abandon_after` seconds later. With
+    `work_per_result`, first take the results one at a time as a crawl does, and keep the CPU busy that many
+    seconds after each (a parse), until every URL has reported."""
     REAPER.release(REAPER.watch(0.0))  # the deadline thread, started for good, is not one of the fetcher's
     baseline = _baseline()
     settings = FetchSettings(
@@ -222,6 +225,11 @@ def run_probe(
         start = time.perf_counter()
         for url in urls:
             fetcher.submit(url, on_result)
+        for _ in urls if work_per_result is not None else ():
+            fetcher.next_result(arrived, timeout + 5)
+            busy_until = time.perf_counter() + (work_per_result or 0.0)
+            while time.perf_counter() < busy_until:  # no I/O, no yielding: a parse
+                pass
         if abandon_after is None:
             fetcher.close()
         else:

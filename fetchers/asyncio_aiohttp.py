@@ -1,12 +1,13 @@
 """asyncio backend: one `aiohttp.ClientSession` in an event loop, tasks bounded by a semaphore. The loop runs
-on the caller's thread, while it waits for results (`next_result`, `close`), and calls back there.
+on the caller's thread, while it waits for results (`next_result`, `close`), and calls back there; while the
+caller works through results already handed over, each `next_result` gives it one pass at least every
+`CATCH_UP_INTERVAL`, so that answers are read as they come.
 
 A loop on a thread of its own fetches while the caller parses, but on the bench's site it cost more than it
 overlapped: the same loop work (the same passes and I/O events) took its thread twice the CPU beside a
 beautifulsoup4 parse, most likely from the GIL changing hands at each of the loop's system calls while the
-parser takes it back for every element. On the caller's thread, a crawl
-took 0.5-0.8 ms a page less CPU with bs4 and was faster with lxml too (docs/performance.md, "The event loop
-on the caller's thread")."""
+parser takes it back for every element. On the caller's thread, a crawl took 0.5-0.8 ms a page less CPU with
+bs4 and was faster with lxml too (docs/performance.md, "The event loop on the caller's thread")."""
 
 from __future__ import annotations
 

@@ -275,9 +275,9 @@ class Fetcher(ABC):
 
     `on_result` is called exactly once per submitted URL, success or failure, whatever the backend raises, on
     whatever thread the backend uses; callers must only hand the result over (e.g. put it on a queue) from there,
-    and wait for it with `next_result`: a backend may fetch on the caller's thread, while the caller waits (the
-    asyncio one does). The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release`
-    and `_stop_now`, and `_work` if it fetches on the caller's thread.
+    and wait for it with `next_result`: a backend may fetch on the caller's thread, while the caller waits (asyncio
+    and gevent do). The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release` and
+    `_stop_now`, and `_work` if it fetches only when the caller hands it the thread (asyncio).
     """
 
     name: ClassVar[str]

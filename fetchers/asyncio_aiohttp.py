@@ -1,7 +1,7 @@
 """asyncio backend: one `aiohttp.ClientSession` in an event loop, tasks bounded by a semaphore. The loop runs
 on the caller's thread, while it waits for results (`next_result`, `close`), and calls back there; while the
-caller works through results already handed over, each `next_result` gives it one pass at least every
-`CATCH_UP_INTERVAL`, so that answers are read as they come.
+caller works through results already handed over, `next_result` gives it one pass at least every
+`fetchers.base.CATCH_UP_INTERVAL`, so that answers are read as they come.
 
 A loop on a thread of its own fetches while the caller parses, but on the bench's site it cost more than it
 overlapped: the same loop work (the same passes and I/O events) took its thread twice the CPU beside a
@@ -19,7 +19,6 @@ import aiohttp
 from yarl import URL
 
 from fetchers.base import (
-    CATCH_UP_INTERVAL,
     STOP_TIMEOUT,
     BodyReader,
     DeadlineExceeded,
@@ -70,9 +69,9 @@ class AsyncioFetcher(Fetcher):
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting = False  # the loop runs for a caller waiting for a result: the next one ends the wait
-        self._last_pass = 0.0  # time.monotonic() when the loop last stopped
         self._session, self._slots = self._loop.run_until_complete(self._open())
         self._work = self._run_until_result
+        self._catch_up = self._one_pass
 
     async def _open(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
         session = aiohttp.ClientSession(
@@ -117,18 +116,17 @@ class AsyncioFetcher(Fetcher):
                 self._loop.stop()  # after this pass of the loop: the caller has a result to handle
 
     def _run_until_result(self, seconds: float) -> None:
-        """Run the loop until a request reports (with whatever else is ready in that pass) or `seconds` pass;
-        given 0, one pass over what is ready, unless there was one less than `CATCH_UP_INTERVAL` ago."""
-        if seconds <= 0:
-            if time.monotonic() - self._last_pass >= CATCH_UP_INTERVAL:
-                self._loop.stop()  # before it runs: one pass, then back (asyncio's documented idiom)
-                self._run()
-            return
+        """Run the loop until a request reports (with whatever else is ready in that pass) or `seconds` pass."""
         timer = self._loop.call_later(seconds, self._loop.stop)
         try:
             self._run()
         finally:
             timer.cancel()
+
+    def _one_pass(self) -> None:
+        """Run the loop once over what is ready."""
+        self._loop.stop()  # before it runs: one pass, then back (asyncio's documented idiom)
+        self._run()
 
     def _run(self) -> None:
         self._waiting = True
@@ -136,7 +134,6 @@ class AsyncioFetcher(Fetcher):
             self._loop.run_forever()
         finally:
             self._waiting = False
-            self._last_pass = time.monotonic()
 
     def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         """Start a task for the URL; it runs once the caller waits."""

@@ -19,8 +19,8 @@ from typing import ClassVar, TypeVar
 
 T = TypeVar("T")
 
-# A backend that fetches on the caller's thread (asyncio, gevent) gets a turn at least this often (seconds) while
-# the caller works through results already handed over, at the caller's next `next_result`: answers that arrived
+# A backend that fetches on the caller's thread (asyncio, gevent) gets a turn (`_catch_up`) at least this often
+# (seconds) while the caller works through results already handed over, at its next `next_result`: answers that arrived
 # meanwhile are read and new requests go out, so that a request's deadline and elapsed time are not spent on the
 # caller's backlog. A turn costs some tens of us, and fewer events handled in each.
 CATCH_UP_INTERVAL = 0.01
@@ -277,7 +277,8 @@ class Fetcher(ABC):
     whatever thread the backend uses; callers must only hand the result over (e.g. put it on a queue) from there,
     and wait for it with `next_result`: a backend may fetch on the caller's thread, while the caller waits (asyncio
     and gevent do). The base class keeps that promise (`Delivery`); a backend implements `_start`, `_release` and
-    `_stop_now`, and `_work` if it fetches only when the caller hands it the thread (asyncio).
+    `_stop_now`; one that fetches on the caller's thread, `_catch_up`, and `_work` if it fetches only when the
+    caller hands it the thread (asyncio).
     """
 
     name: ClassVar[str]
@@ -301,15 +302,24 @@ class Fetcher(ABC):
     def next_result(self, results: queue.Queue[T], timeout: float) -> T:
         """The next item the `on_result` callbacks put on `results`, waiting at most `timeout` seconds for it
         (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile."""
+        if not results.empty():
+            if self._catch_up is not None and time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL:
+                self._catch_up()
+                self._last_turn = time.monotonic()
+            return results.get_nowait()
         if self._work is None:
             return results.get(timeout=timeout)
-        self._work(timeout if results.empty() else 0.0)  # with a result waiting, a pass over what is ready at most
+        self._work(timeout)
+        self._last_turn = time.monotonic()
         return results.get_nowait()
 
-    # Fetching on the caller's thread: run the requests in flight until one reports or the seconds given have
-    # passed; given 0, one pass over what is ready (which may be skipped if there was one just before). None for
-    # a backend whose workers fetch by themselves.
+    # Fetching on the caller's thread, for a backend that fetches only when handed the thread: run the requests in
+    # flight until one reports or the seconds given have passed. None for one whose workers fetch by themselves.
     _work: Callable[[float], None] | None = None
+    # For a backend that fetches on the caller's thread: one turn over what is ready (answers read, requests sent),
+    # taken while the caller works through results already handed over. None for one that fetches by itself.
+    _catch_up: Callable[[], None] | None = None
+    _last_turn = 0.0  # time.monotonic() when `_work` or `_catch_up` last returned
 
     @abstractmethod
     def _start(self, url: str, delivery: Delivery, headers: Headers | None) -> None:

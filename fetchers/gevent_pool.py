@@ -4,16 +4,14 @@ which the `crawler` command does when `--backend gevent` is chosen."""
 
 from __future__ import annotations
 
-import queue
 import signal
-import time
 
 import gevent
 import gevent.monkey
 import gevent.pool
 import requests
 
-from fetchers.base import CATCH_UP_INTERVAL, STOP_TIMEOUT, Delivery, Fetcher, FetchSettings, Headers, T
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchSettings, Headers
 from fetchers.requests_http import fetch, new_session
 
 
@@ -39,7 +37,9 @@ class GeventFetcher(Fetcher):
         # Idle sessions: a greenlet borrows one for its request, so there are at most `concurrency` of them.
         self._idle: list[requests.Session] = []
         self._all: list[requests.Session] = []
-        self._last_turn = 0.0  # time.monotonic() of the hub's last turn in next_result
+        # The catch-up (Fetcher.next_result) is a turn of the hub, in which the greenlets read what arrived while the
+        # caller worked; `gevent.sleep(0)` would not poll for it.
+        self._catch_up = gevent.idle
 
     def _fetch_and_report(self, url: str, delivery: Delivery, headers: Headers | None) -> None:
         with delivery.guard():
@@ -66,15 +66,6 @@ class GeventFetcher(Fetcher):
         # Let it send its request now: while results keep arriving the crawl loop never blocks, so without
         # this yield new requests would wait, unsent, until it did.
         gevent.sleep(0)
-
-    def next_result(self, results: queue.Queue[T], timeout: float) -> T:
-        """The next result, as the base class gives it. With one waiting, the hub first gets a turn (at most every
-        `CATCH_UP_INTERVAL`): the greenlets read what arrived while the caller worked, rather than after its
-        backlog; `gevent.sleep(0)` would not poll for it."""
-        if not results.empty() and time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL:
-            gevent.idle()
-            self._last_turn = time.monotonic()
-        return results.get(timeout=timeout)
 
     def _release(self) -> None:
         gevent.joinall(list(self._pool))

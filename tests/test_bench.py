@@ -98,14 +98,16 @@ def test_both_parsers_read_the_realistic_site_alike() -> None:
             assert len(pages["bs4"].links) >= 40  # the sidebar, and the page's own links
 
 
-def test_the_bench_server_says_what_it_served_since_it_was_last_asked() -> None:
+def test_the_bench_server_says_what_it_served_since_it_was_last_asked_and_its_cpu() -> None:
     with serve_in_subprocess(SiteOptions(pages=5)) as server:
         page = f"{server.origins[0]}/s1/p1.html"
         for _ in range(2):
             with urllib.request.urlopen(page) as response:
                 response.read()
-        assert server.served() == Counter({page: 2})
-        assert server.served() == Counter()
+        first, second = server.report(), server.report()
+        assert first.served == Counter({page: 2})
+        assert second.served == Counter()
+        assert 0 < first.cpu_seconds <= second.cpu_seconds  # its own clock, never reset
 
 
 def test_peers_are_measured_and_checked_in_the_same_run() -> None:

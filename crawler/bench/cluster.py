@@ -185,8 +185,7 @@ class _Bench:
     def measure(self, scenario: str, workers: int, server: ServerProcess, expected: dict[str, int],
                 extra: list[str]) -> ScaleRun:  # fmt: skip
         """Crawl the served site with `workers` workers (0: the SQLite mode, in a temporary file)."""
-        before = (_children_cpu(), _postgres_cpu(self.postgres_pid), cpu_seconds(psutil.Process(server.pid)))
-        server.served()  # count afresh
+        before = (_children_cpu(), _postgres_cpu(self.postgres_pid), server.report().cpu_seconds)  # and count afresh
         concurrency = self.options.overhead_concurrency if scenario == OVERHEAD else self.options.concurrency
         settings = self._settings(server, len(expected), concurrency, *extra)
         with tempfile.TemporaryDirectory(prefix="crawler-bench-") as tmp:
@@ -206,14 +205,15 @@ class _Bench:
                                 self.options.parser, "--concurrency", str(concurrency))  # fmt: skip
                 self._run([first] + [rest] * (workers - 1))
                 pages, seconds, sizes = self._shared_result()
-        served = server.served()
+        report = server.report()
+        served = report.served
         problems = [f"missing {url}" for url in expected if url not in sizes]
         problems += [f"size of {url}: {sizes[url]} != {size}" for url, size in expected.items()
                      if sizes.get(url, size) != size]  # fmt: skip
         problems += [f"served {served[url]} times: {url}" for url in expected if served[url] > 1]  # 500s are retried
         return ScaleRun(scenario, workers, pages, seconds, _children_cpu() - before[0],
                         _postgres_cpu(self.postgres_pid) - before[1],
-                        cpu_seconds(psutil.Process(server.pid)) - before[2], problems)  # fmt: skip
+                        report.cpu_seconds - before[2], problems)  # fmt: skip
 
 
 def run(options: ScaleOptions, on_result: Callable[[ScaleRun], None] | None = None) -> list[ScaleRun]:

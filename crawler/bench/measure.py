@@ -22,13 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from crawler.bench.parse_alone import LEAN, ParseCost, measure_parse
 from crawler.bench.peers import EXIT_SCRAPY_MISSING
 from crawler.bench.process_tree import measure, signals_end_the_bench, subreaper
 from crawler.engine.config import DEFAULT_PARSER
-from crawler.engine.metrics import cpu_seconds, ms_per, per_second, share
+from crawler.engine.metrics import ms_per, per_second, share
 from crawler.site.server import ServerProcess, SiteOptions, serve_in_subprocess
 from crawler.views.text import table
 from storage import ok_page_sizes, open_readonly
@@ -131,10 +129,9 @@ def run_one(
     for stale in (db, stats_path):
         stale.unlink(missing_ok=True)
     command = _crawl_command(backend, options, server.origins, db, stats_path, len(expected))
-    server_cpu = cpu_seconds(psutil.Process(server.pid))
-    server.served()  # start counting afresh
+    before = server.report()  # and count afresh
     tree = measure(command, options.crawl_timeout)
-    served = server.served()
+    after = server.report()
     if backend in options.peers and tree.returncode == EXIT_SCRAPY_MISSING:
         raise PeerMissing(tree.errors.strip().splitlines()[-1])
     if tree.timed_out:
@@ -150,13 +147,13 @@ def run_one(
         peak_rss_mb=tree.peak_rss / 2**20,
         parse_seconds=summary.get("parse_seconds"),
         store_seconds=summary.get("store_seconds"),
-        server_cpu_seconds=cpu_seconds(psutil.Process(server.pid)) - server_cpu,
+        server_cpu_seconds=after.cpu_seconds - before.cpu_seconds,
         parser_cpu_seconds=summary.get("parser_cpu_seconds"),
         orphan_cpu_seconds=tree.orphan_cpu_seconds,
         helper_processes=tree.peak_helpers,
         helper_rss_mb=tree.peak_helpers_rss / 2**20,
         helper_uss_mb=tree.peak_helpers_uss / 2**20,
-        problems=check(db, expected, served),
+        problems=check(db, expected, after.served),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -87,6 +88,35 @@ def absolute_link(base: str, href: str) -> str | None:
     ada-url), without its fragment. None when the result is not http(s); `ValueError` when the standard
     rejects it (a link that goes nowhere in a browser either)."""
     return http_url(ada_url.join_url(base, href))  # join_url strips leading and trailing C0 controls and spaces
+
+
+# A site's pages repeat most of their hrefs (navigation, cross-links, in-page anchors), and most hrefs resolve
+# alike on every page of a site: resolved once, they are looked up after (0.1 ms less parsing a page on the
+# bench's site, of 110 hrefs a page). Bounded, so that memory does not grow with the crawl.
+RESOLVED_CACHE_SIZE = 16_384
+_ANY_BASE = "http://a/"  # an absolute http(s) href takes nothing from its base
+_SCHEMES = ("http://", "https://")
+
+
+@functools.lru_cache(maxsize=RESOLVED_CACHE_SIZE)
+def _resolved(base: str, href: str) -> str | None:
+    return absolute_link(base, href)  # (a ValueError is not cached: it is raised again, as it should be)
+
+
+def _shared_resolution(base: str, root: str | None, href: str) -> tuple[str, str]:
+    """A (base, href) that resolves exactly as (`base`, `href`) does under the URL Standard, shared with other
+    pages' links where the standard takes less than the whole base: a fragment-only href resolves to the base
+    itself; one that starts with `/` (path-absolute, or scheme-relative) takes no more than the base's scheme
+    and authority, which `root` (the base resolved with `/`) has; an absolute http(s) one takes nothing."""
+    if href.startswith("#"):
+        if href.isascii():  # resolves, whatever follows (non-ASCII could be a lone surrogate, which fails)
+            return base, "#"
+    elif href.startswith("/"):
+        if root is not None:
+            return root, href
+    elif href.startswith(_SCHEMES):
+        return _ANY_BASE, href
+    return base, href
 
 
 def http_url(serialised: str) -> str | None:
@@ -196,11 +226,15 @@ def build_page(
             resolved = ada_url.join_url(url, base_href)
             if not resolved.startswith(_NO_BASE):
                 base = resolved
+    try:
+        root = ada_url.join_url(base, "/")  # scheme://userinfo@host:port/ of the base
+    except ValueError:  # a base the standard rejects: no link shares its resolution with another page's
+        root = None
     followable: dict[str, bool] = {}  # link -> whether any anchor to it may be followed; page order
     unusable = 0
     for href, rel in anchors:
         try:
-            link = absolute_link(base, href)
+            link = _resolved(*_shared_resolution(base, root, href))
         except ValueError:  # the standard's failure; a string that is not valid Unicode too
             unusable += 1
             continue

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from crawler.engine.urls import canonical, host, origin, resolve
 from parsers import PARSERS, get_parser
-from parsers.base import Page, build_page
+from parsers.base import Page, _resolved, _shared_resolution, absolute_link, build_page
 
 DATA = Path(__file__).parent / "data" / "urltestdata.json"
 PAGE_URL = "http://unrelated.example/page.html"  # where the corpus's HTML bodies claim to come from
@@ -379,3 +379,90 @@ def test_parsers_never_raise(href: str, base_href: str, parser_name: str) -> Non
         f'<body><a href="{html.escape(href, quote=True)}">x</a><a href={html.escape(href)}>y</a></body></html>'
     ).encode("utf-8", "surrogatepass")
     assert_is_a_page(get_parser(parser_name).parse(body, PAGE_URL, CONTENT_TYPE))
+
+
+# 5. The memo of resolutions (`parsers.base`): an href resolved once for many bases must resolve exactly as it
+# would against each of them, failures included.
+
+MEMO_BASES = sorted(
+    {case.base for case in CASES if case.base is not None}
+    | {
+        PAGE_URL,
+        "https://user:pass@example.org:8443/a/b/c.html?q=1#top",
+        "http://[::1]:8080/dir/",
+        "http://example.org/C:/x/y",
+        "file:///C:/x/y",
+        "ftp://example.org/a/b",
+        "foo://host/a/b?c",
+        "foo:/opaque/path",
+        "mailto:someone@example.org",
+        "data:text/html,x",
+    }
+)
+MEMO_HREFS = sorted(
+    {case.input for case in CASES}
+    | {
+        "/",
+        "//host/x",
+        "/\\host/x",
+        "/\t/host/x",
+        "/\n\\host/x",
+        "/\r/host",
+        "/a/../b?c#d",
+        "#",
+        "#x y",
+        "#\ud800",
+        "#caf\u00e9",
+        "/\ud800",
+        "http://\ud800/",
+        "https://x/\ty",
+        "http:x",
+        "HTTP://X/",
+        "/%zz",
+        " /a",
+        "\x00/a",
+        "/a\x00",
+        "?q",
+        "p.html",
+        "../p.html",
+        "",
+    }
+)
+
+
+def direct(base: str, href: str) -> str | BaseException | None:
+    try:
+        return absolute_link(base, href)
+    except ValueError as error:
+        return type(error)("failure")
+
+
+def memoised(base: str, href: str) -> str | BaseException | None:
+    try:
+        root: str | None = ada_url.join_url(base, "/")
+    except ValueError:
+        root = None
+    try:
+        return _resolved(*_shared_resolution(base, root, href))
+    except ValueError as error:
+        return type(error)("failure")
+
+
+def same(a: str | BaseException | None, b: str | BaseException | None) -> bool:
+    return repr(a) == repr(b)  # a failure equals a failure of the same kind
+
+
+def test_a_memoised_resolution_is_the_resolution_against_every_base() -> None:
+    _resolved.cache_clear()
+    for href in MEMO_HREFS:  # every href against every base, so that each memo entry serves many bases
+        for base in MEMO_BASES:
+            assert same(memoised(base, href), direct(base, href)), (base, href)
+    shared = _resolved.cache_info()
+    assert shared.hits > len(MEMO_HREFS) * len(MEMO_BASES) // 4  # the memo is shared across bases
+
+
+@FUZZ
+@given(href=HREFS, base=st.sampled_from(MEMO_BASES), other=st.sampled_from(MEMO_BASES))
+def test_a_memoised_resolution_never_carries_one_base_into_another(href: str, base: str, other: str) -> None:
+    for page in (base, other, base):  # whichever base filled the memo entry, each gets its own resolution
+        assert same(memoised(page, href), direct(page, href)), (page, href)

@@ -301,11 +301,16 @@ class Fetcher(ABC):
 
     def next_result(self, results: queue.Queue[T], timeout: float) -> T:
         """The next item the `on_result` callbacks put on `results`, waiting at most `timeout` seconds for it
-        (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile."""
+        (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile; with a
+        `timeout` of 0, it takes one turn over what is ready, so that a caller that polls keeps it going."""
         if not results.empty():
             if self._catch_up is not None and time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL:
                 self._catch_up()
                 self._last_turn = time.monotonic()
+            return results.get_nowait()
+        if timeout <= 0 and self._catch_up is not None:
+            self._catch_up()
+            self._last_turn = time.monotonic()
             return results.get_nowait()
         if self._work is None:
             return results.get(timeout=timeout)

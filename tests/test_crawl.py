@@ -7,16 +7,19 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from crawler.site.generate import generate_site
+from crawler.engine.config import DEFAULT_PARSER
+from crawler.site.generate import Resource, generate_site
 from crawler.site.server import NOT_FOUND, SiteServer, serve_in_thread
 from fetchers import BACKENDS
-from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, pages_by_url, rows, run_cli
+from parsers import get_parser
+from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, pages_by_url, rows, run_cli
 
 FULL_SITE = [
     "/",
@@ -372,3 +375,34 @@ def test_every_backend_gives_the_same_pages_and_sizes(tmp_path: Path) -> None:
     assert extra and all(path.startswith("/missing/") or path in ("/old-home", "/error") for path in extra)
     # ...and every backend found exactly the same.
     assert results["thread"] == results["process"] == results["gevent"] == results["asyncio"]
+
+
+HEAVY_LINKS = 20_000  # a page the parser takes a good fraction of a second over
+
+
+def test_a_fetched_page_frees_its_slot_before_it_is_parsed(serve: Serve, backend: str, tmp_path: Path) -> None:
+    # Two requests at a time. The seed links to two heavy pages, then to two light ones. The heavy pages come
+    # back at once: the light ones must be asked for then, while the heavy ones wait for the parser, not once a
+    # heavy page is parsed. And the server never has more than two requests at once.
+    heavy = page_html("Heavy", [f"x{n}.html" for n in range(HEAVY_LINKS)])
+    server = serve({
+        "/": Resource(page_html("Seed", ["/h1.html", "/h2.html", "/l1.html", "/l2.html"])),
+        "/h1.html": Resource(heavy),
+        "/h2.html": Resource(heavy),
+        "/l1.html": Resource(page_html("Light 1", [])),
+        "/l2.html": Resource(page_html("Light 2", [])),
+    })  # fmt: skip
+    began = time.perf_counter()
+    get_parser(DEFAULT_PARSER).parse(heavy.encode(), server.url("/h1.html"), "text/html")
+    parse_seconds = time.perf_counter() - began
+    db = tmp_path / "crawl.db"
+    run = run_cli("crawl", server.url("/"), "--backend", backend, "--db", str(db), "--depth", "1",
+                  "--concurrency", "2", "--per-host", "2", "--timeout", TEST_TIMEOUT)  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+
+    pages = ["/", "/h1.html", "/h2.html", "/l1.html", "/l2.html"]
+    assert {row["url"]: row["status"] for row in rows(db)} == {server.url(path): 200 for path in pages}
+    asked = {hit.path: hit.at for hit in server.hits}
+    heavy_asked, light_asked = max(asked["/h1.html"], asked["/h2.html"]), min(asked["/l1.html"], asked["/l2.html"])
+    assert heavy_asked < light_asked < heavy_asked + parse_seconds / 2, (parse_seconds, light_asked - heavy_asked)
+    assert server.max_active <= 2

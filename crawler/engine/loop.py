@@ -1,7 +1,13 @@
-"""The crawl loop, in the main thread: refill the frontier, fill the backend's free slots, handle each result
-(retry, follow a redirect, or parse and complete), and stop when the frontier is exhausted or the user
-asks. Retries, redirects and parsing are decided here once, for every backend; what may start when, and
-what is written together, is the frontier's.
+"""The crawl loop, in the main thread: refill the frontier, fill the backend's free slots, take each result
+as it arrives (retry, follow a redirect, or keep the page to parse), parse and complete the kept pages one
+at a time in between, and stop when the frontier is exhausted or the user asks. Retries, redirects and
+parsing are decided here once, for every backend; what may start when, and what is written together, is the
+frontier's.
+
+A result frees its request's slot when it is taken, not when its page is parsed: the next request goes out
+while earlier pages wait for the parser, so a burst of answers (a slow page to parse, a batch written to
+disk) does not hold back the fetching. Requests in flight and fetched pages waiting for the parser are
+together at most twice `concurrency`, which bounds the bodies held in memory.
 
 A watchdog records a request as a timeout when its backend has not answered by its deadline plus a grace
 period, so no backend can hang a crawl. A first stop request (Ctrl-C, SIGTERM) stops submitting and lets
@@ -15,6 +21,7 @@ import math
 import queue
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -93,6 +100,7 @@ class Engine:
         self._notify = notify or (lambda message: None)
         self._results: queue.Queue[tuple[int, FetchResult]] = queue.Queue()
         self._in_flight: dict[int, _InFlight] = {}
+        self._to_parse: deque[tuple[Request, FetchResult]] = deque()  # fetched pages, slots freed, in arrival order
         self._tokens = 0
         self._stops_seen = 0
         self._idle = True  # the last _fill left slots free for want of something to start
@@ -106,13 +114,19 @@ class Engine:
 
     # -- submitting ----------------------------------------------------------------------------------
 
+    def _free_slots(self) -> int:
+        """How many requests may start now: `concurrency` in flight at most, and twice that counting the
+        fetched pages that wait for the parser (their bodies are held in memory)."""
+        busy = len(self._in_flight)
+        return max(0, min(self.config.concurrency - busy, 2 * self.config.concurrency - busy - len(self._to_parse)))
+
     def _fill(self) -> None:
         for refusal in self._frontier.refusals():
             row = page_row(refusal.request, self.config.backend, refusal.error_kind, refusal.message, attempts=0)
             self._complete(Outcome(refusal.request, row))
         now = time.monotonic()
         self._idle = False
-        while len(self._in_flight) < self.config.concurrency:
+        for _ in range(self._free_slots()):
             request = self._frontier.next(now)
             if request is None:
                 self._idle = True
@@ -152,7 +166,18 @@ class Engine:
         elif request.known is not None and result.status == NOT_MODIFIED and result.error_kind is None:
             self._unchanged(request, request.known, result, BY_304)
         else:
-            self._record(request, result)
+            self._to_parse.append((request, result))  # parsed by `run` once the results waiting are taken
+
+    def _take_results(self) -> bool:
+        """Take every result that has arrived, waiting for one only while no fetched page waits to be parsed
+        (else a backend that fetches on this thread takes one turn); False if there was none."""
+        try:
+            self._handle(*self._fetcher.next_result(self._results, 0.0 if self._to_parse else self._wait_time()))
+        except queue.Empty:
+            return False
+        while not self._results.empty():
+            self._handle(*self._fetcher.next_result(self._results, 0.0))
+        return True
 
     def _watchdog(self) -> None:
         """Record as timeouts the requests whose backend has not answered well past their deadline."""
@@ -325,15 +350,12 @@ class Engine:
             try:
                 while not (forced := self._stop_requested()):
                     if not self._stops.count:
-                        self._frontier.refill(self._idle, self.config.concurrency - len(self._in_flight))
+                        self._frontier.refill(self._idle, self._free_slots())
                         self._fill()
-                    if not self._in_flight and (self._stops.count or self._frontier.exhausted()):
+                    if not (self._in_flight or self._to_parse) and (self._stops.count or self._frontier.exhausted()):
                         break
-                    try:
-                        token, result = self._fetcher.next_result(self._results, self._wait_time())
-                        self._handle(token, result)
-                    except queue.Empty:
-                        pass
+                    if not self._take_results() and self._to_parse:  # their slots filled first, then a parse
+                        self._record(*self._to_parse.popleft())
                     if time.monotonic() - self._last_tick >= TICK_SECONDS:
                         self._last_tick = time.monotonic()
                         self._watchdog()
@@ -351,6 +373,8 @@ class Engine:
                     except queue.Empty:
                         break
                     self._handle(token, result)
+                while self._to_parse:
+                    self._record(*self._to_parse.popleft())
                 self._frontier.flush()
                 self._report(force=True)
         return self.summary

@@ -301,8 +301,9 @@ class Fetcher(ABC):
 
     def next_result(self, results: queue.Queue[T], timeout: float) -> T:
         """The next item the `on_result` callbacks put on `results`, waiting at most `timeout` seconds for it
-        (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile; with a
-        `timeout` of 0, it takes one turn over what is ready, so that a caller that polls keeps it going."""
+        (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile: with a
+        `timeout` of 0 and nothing handed over yet, one turn over what is ready, so that a caller that polls
+        between its own work keeps it going; while results wait, a turn every `CATCH_UP_INTERVAL`."""
         if not results.empty():
             if self._catch_up is not None and time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL:
                 self._catch_up()

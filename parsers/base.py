@@ -92,8 +92,9 @@ def absolute_link(base: str, href: str) -> str | None:
 
 # A site's pages repeat most of their hrefs (navigation, cross-links, in-page anchors), and most hrefs resolve
 # alike on every page of a site: resolved once, they are looked up after (0.1 ms less parsing a page on the
-# bench's site, of 110 hrefs a page). Bounded, so that memory does not grow with the crawl.
+# bench's site, of 110 hrefs a page). Bounded in entries, and in their size: longer hrefs are not kept.
 RESOLVED_CACHE_SIZE = 16_384
+RESOLVED_HREF_LIMIT = 2_048
 _ANY_BASE = "http://a/"  # an absolute http(s) href takes nothing from its base
 _SCHEMES = ("http://", "https://")
 
@@ -103,20 +104,20 @@ def _resolved(base: str, href: str) -> str | None:
     return absolute_link(base, href)  # (a ValueError is not cached: it is raised again, as it should be)
 
 
-def _shared_resolution(base: str, root: str | None, href: str) -> tuple[str, str]:
-    """A (base, href) that resolves exactly as (`base`, `href`) does under the URL Standard, shared with other
-    pages' links where the standard takes less than the whole base: a fragment-only href resolves to the base
-    itself; one that starts with `/` (path-absolute, or scheme-relative) takes no more than the base's scheme
-    and authority, which `root` (the base resolved with `/`) has; an absolute http(s) one takes nothing."""
-    if href.startswith("#"):
-        if href.isascii():  # resolves, whatever follows (non-ASCII could be a lone surrogate, which fails)
-            return base, "#"
-    elif href.startswith("/"):
-        if root is not None:
-            return root, href
-    elif href.startswith(_SCHEMES):
-        return _ANY_BASE, href
-    return base, href
+def resolve_shared(base: str, root: str | None, href: str) -> str | None:
+    """`absolute_link(base, href)`, from the memo where the standard takes less than the whole base, so that
+    other pages' links share it: a fragment-only href resolves to the base itself; one that starts with `/`
+    (path-absolute, or scheme-relative) takes no more than the base's scheme and authority, which `root` (the
+    base resolved with `/`; None if the base does not parse) has; an absolute http(s) one takes nothing."""
+    if root is not None and len(href) <= RESOLVED_HREF_LIMIT:
+        if href.startswith("#"):
+            if href.isascii():  # resolves, whatever follows (non-ASCII could be a lone surrogate, which fails)
+                return _resolved(base, "#")
+        elif href.startswith("/"):
+            return _resolved(root, href)
+        elif href.startswith(_SCHEMES):
+            return _resolved(_ANY_BASE, href)
+    return absolute_link(base, href)  # relative to the base's own path: rarely the same on two pages
 
 
 def http_url(serialised: str) -> str | None:
@@ -227,14 +228,14 @@ def build_page(
             if not resolved.startswith(_NO_BASE):
                 base = resolved
     try:
-        root = ada_url.join_url(base, "/")  # scheme://userinfo@host:port/ of the base
-    except ValueError:  # a base the standard rejects: no link shares its resolution with another page's
+        root: str | None = ada_url.join_url(base, "/")  # scheme://userinfo@host:port/ of the base
+    except ValueError:  # a base the standard rejects: its links are resolved (and rejected) one by one
         root = None
     followable: dict[str, bool] = {}  # link -> whether any anchor to it may be followed; page order
     unusable = 0
     for href, rel in anchors:
         try:
-            link = _resolved(*_shared_resolution(base, root, href))
+            link = resolve_shared(base, root, href)
         except ValueError:  # the standard's failure; a string that is not valid Unicode too
             unusable += 1
             continue

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.engine.loop import TICK_SECONDS
 from crawler.site.generate import ORIGIN, Resource, Site, fill
 from crawler.words import human_bytes
 from storage import PageStore
@@ -381,6 +382,29 @@ def test_a_sitemaps_lastmod_spares_the_request_for_a_page_fetched_since(
     assert old["size"] == len(page_html("/old.html", [], 2_000))
     assert [fetched[p]["unchanged_by"] for p in ("/", "/fresh.html", "/bad.html")] == ["hash", "hash", "hash"]
     assert rows(db, "SELECT bytes_saved FROM runs WHERE id = 2") == [{"bytes_saved": old["size"]}]
+
+
+def test_pages_a_sitemap_spares_take_no_slot(backend: str, serve: Serve, tmp_path: Path) -> None:
+    # Ten times as many pages spared by their lastmod as requests in flight: a fill goes on past them, rather than
+    # leaving its slots empty until the loop's next tick (a quarter of a second each time).
+    server = serve({}, validators=False)
+    paths = [f"/p{n}.html" for n in range(80)]
+    listed = "".join(f"<url><loc>{server.origin}{path}</loc><lastmod>2000-01-01</lastmod></url>" for path in paths)
+    server.replace_site({
+        "/": Resource(page_html("Home", [])),
+        "/sitemap.xml": Resource(f"<urlset>{listed}</urlset>", content_type="application/xml"),
+        **{path: Resource(page_html(path, [])) for path in paths},
+    })  # fmt: skip
+    db = tmp_path / "crawl.db"
+    assert run_cli("crawl", server.url("/"), "--db", str(db), "--backend", backend, "--quiet").exit_code == 0
+    server.hits.clear()
+    refresh = run_cli("crawl", "--refresh", "--db", str(db), "--backend", backend, "--concurrency", "8", "--quiet")
+    assert refresh.exit_code == 0, refresh.stderr
+    assert sorted(hit.path for hit in server.hits) == ["/", "/robots.txt", "/sitemap.xml"]
+    fetched = {row["url"]: row["unchanged_by"] for row in rows(db, "SELECT * FROM fetches WHERE run_id = 2")}
+    assert fetched == {server.url("/"): "hash", **{server.url(path): "lastmod" for path in paths}}
+    (run,) = rows(db, "SELECT elapsed_s FROM runs WHERE id = 2")
+    assert run["elapsed_s"] < len(paths) / 8 * TICK_SECONDS / 2  # 10 fills of 8: 2.5 s if each waited a tick
 
 
 def test_a_redirect_to_somewhere_else_is_a_change(backend: str, serve: Serve, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import resource
+import time
 from pathlib import Path
 
 from crawler.site.generate import Resource, Site
@@ -145,3 +147,24 @@ def test_retries_with_backoff_then_the_final_outcome(serve: Serve, backend: str,
     crawl(backend, tmp_path / "b.db", server.url("/"), "--retries", "0")
     assert pages_by_url(tmp_path / "b.db")[server.url("/dead.html")]["attempts"] == 1
     assert [path for _, path in hit_times(server)].count("/dead.html") == 1
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process (an in-process crawl, and the server's thread) and of its waited-for children (a
+    crawl run as a subprocess)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def test_a_delay_that_falls_due_while_no_slot_is_free_costs_no_cpu(serve: Serve, backend: str, tmp_path: Path) -> None:
+    # One request at a time to a host that answers in 0.3 s, with a delay between its requests that falls due
+    # while the request is out: nothing can start until the answer comes, which the engine must wait for, not
+    # poll for (a busy loop costs a second of CPU a second).
+    server = serve(pages(*[f"/p{n}.html" for n in range(4)], delay=0.3))
+    spent = {}
+    for delay in ("0", "0.05"):
+        began = _cpu_seconds()
+        crawl(backend, tmp_path / f"{delay}.db", server.url("/"), "--concurrency", "1", "--delay", delay)
+        spent[delay] = _cpu_seconds() - began
+        assert len(pages_by_url(tmp_path / f"{delay}.db")) == 5
+    assert spent["0.05"] < spent["0"] + 0.4, spent  # 4 answers of 0.3 s: 1.2 s of waiting either way

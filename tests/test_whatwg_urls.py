@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from crawler.engine.urls import canonical, host, origin, resolve
 from parsers import PARSERS, get_parser
-from parsers.base import Page, _resolved, _shared_resolution, absolute_link, build_page
+from parsers.base import Page, _resolved, absolute_link, build_page, resolve_shared
 
 DATA = Path(__file__).parent / "data" / "urltestdata.json"
 PAGE_URL = "http://unrelated.example/page.html"  # where the corpus's HTML bodies claim to come from
@@ -397,6 +397,9 @@ MEMO_BASES = sorted(
         "foo:/opaque/path",
         "mailto:someone@example.org",
         "data:text/html,x",
+        "not a url",  # bases the standard rejects: each href fails as it would alone
+        "",
+        "http://[::1/",
     }
 )
 MEMO_HREFS = sorted(
@@ -426,6 +429,7 @@ MEMO_HREFS = sorted(
         "p.html",
         "../p.html",
         "",
+        "/" + "x" * 3_000,  # longer than the memo keeps
     }
 )
 
@@ -443,7 +447,7 @@ def memoised(base: str, href: str) -> str | BaseException | None:
     except ValueError:
         root = None
     try:
-        return _resolved(*_shared_resolution(base, root, href))
+        return resolve_shared(base, root, href)
     except ValueError as error:
         return type(error)("failure")
 

@@ -11,7 +11,7 @@ together at most twice `concurrency`, which bounds the bodies held in memory.
 
 A watchdog records a request as a timeout when its backend has not answered by its deadline plus a grace
 period, so no backend can hang a crawl. A first stop request (Ctrl-C, SIGTERM) stops submitting and lets
-what is in flight finish; a second abandons it at once. Either way every finished page is written.
+what is in flight finish; a second abandons it at once. Either way every page fetched is parsed and written.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class Engine:
             self._complete(Outcome(refusal.request, row))
         now = time.monotonic()
         self._idle = False
-        for _ in range(self._free_slots()):
+        while self._free_slots() > 0:  # (a page its sitemap spares takes no slot: the next one is asked for)
             request = self._frontier.next(now)
             if request is None:
                 self._idle = True
@@ -322,8 +322,10 @@ class Engine:
             self._progress(summary)
 
     def _wait_time(self) -> float:
+        """How long to wait for a result: until the frontier's next timer (a host's delay, a retry) if a request
+        could start then; else a tick (the timers wait for a free slot, or for nothing while stopping)."""
         wake = self._frontier.next_wake()
-        if wake is None:
+        if wake is None or self._stops.count or self._free_slots() == 0:
             return TICK_SECONDS
         return min(TICK_SECONDS, max(0.0, wake - time.monotonic()))
 
@@ -332,6 +334,8 @@ class Engine:
         if self._stops.count > self._stops_seen:
             self._stops_seen = self._stops.count
             self.summary.interrupted, self.summary.stopped_by = True, self._stops.signal_name
+            while self._stops_seen == 1 and self._to_parse:  # fetched under the leases `stopping` hands back
+                self._record(*self._to_parse.popleft())
             if self._stops_seen == 1 and self._frontier.stopping():
                 return True  # what is in flight went back to the frontier: nothing to wait for
             if self._stops_seen == 1 and self._in_flight:

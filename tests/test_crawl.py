@@ -377,7 +377,7 @@ def test_every_backend_gives_the_same_pages_and_sizes(tmp_path: Path) -> None:
     assert results["thread"] == results["process"] == results["gevent"] == results["asyncio"]
 
 
-HEAVY_LINKS = 20_000  # a page the parser takes a good fraction of a second over
+HEAVY_LINKS = 20_000  # a page the parser takes about a tenth of a second over (the test measures it)
 
 
 def test_a_fetched_page_frees_its_slot_before_it_is_parsed(serve: Serve, backend: str, tmp_path: Path) -> None:

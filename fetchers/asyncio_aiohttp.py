@@ -1,8 +1,8 @@
 """asyncio backend: one `aiohttp.ClientSession` in an event loop, tasks bounded by a semaphore. The loop runs
 on the caller's thread, while it waits for results (`next_result`, `close`), and calls back there; while the
 caller works through results already handed over, `next_result` gives it one pass at least every
-`fetchers.base.CATCH_UP_INTERVAL`, and one each time the caller polls (a timeout of 0: the engine does between
-two parses), so that answers are read and requests sent as they come.
+`fetchers.base.CATCH_UP_INTERVAL`, and one each time the caller polls (a timeout of 0), so that answers are
+read and requests sent as they come.
 
 A loop on a thread of its own fetches while the caller parses, but on the bench's site it cost more than it
 overlapped: the same loop work (the same passes and I/O events) took its thread twice the CPU beside a

@@ -304,14 +304,12 @@ class Fetcher(ABC):
         (`queue.Empty` after that). A backend that fetches on the caller's thread fetches meanwhile: with a
         `timeout` of 0 and nothing handed over yet, one turn over what is ready, so that a caller that polls
         between its own work keeps it going; while results wait, a turn every `CATCH_UP_INTERVAL`."""
-        if not results.empty():
-            if self._catch_up is not None and time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL:
+        handed_over = not results.empty()
+        if handed_over or timeout <= 0:  # no waiting: a turn when polled, or when one is due while results wait
+            due = not handed_over or time.monotonic() - self._last_turn >= CATCH_UP_INTERVAL
+            if self._catch_up is not None and due:
                 self._catch_up()
                 self._last_turn = time.monotonic()
-            return results.get_nowait()
-        if timeout <= 0 and self._catch_up is not None:
-            self._catch_up()
-            self._last_turn = time.monotonic()
             return results.get_nowait()
         if self._work is None:
             return results.get(timeout=timeout)

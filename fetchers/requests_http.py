@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import requests
+import requests.structures
+import requests.utils
 import urllib3
 import urllib3.connection
 import urllib3.poolmanager
@@ -133,6 +135,27 @@ def new_session(settings: FetchSettings) -> requests.Session:
     return session
 
 
+def _open(
+    session: requests.Session, url: str, headers: Headers | None, timeout: tuple[float, float]
+) -> requests.Response:
+    """What `session.get(url, headers=headers, timeout=timeout, stream=True, allow_redirects=False)` does, in
+    requests' own public steps (a `PreparedRequest`, then `Session.send`), minus work that changes nothing here.
+    `Session.request` copies the session's cookie jar into a new one for every request and merges its settings
+    through `typing` protocol checks: a sixth of a request's CPU, one request at a time (0.36-0.39 ms against
+    0.43-0.46 a page of the bench site). Here the jar is read as it is (the same Cookie header), the headers are
+    merged with a plain update, and the environment (proxies, netrc, a CA bundle) is read only when it is set."""
+    request = requests.PreparedRequest()
+    merged = requests.structures.CaseInsensitiveDict(session.headers)
+    if headers:
+        merged.update(headers)
+    auth = requests.utils.get_netrc_auth(url) if session.trust_env else None
+    request.prepare(method="GET", url=url, headers=merged, cookies=session.cookies, auth=auth, hooks=session.hooks)
+    options: Mapping[str, Any] = {"stream": True}  # and the session's proxies, verify and cert, which send() adds
+    if session.trust_env:
+        options = session.merge_environment_settings(request.url, {}, True, None, None)
+    return session.send(request, timeout=timeout, allow_redirects=False, **options)
+
+
 def _error_kind(exc: BaseException) -> ErrorKind:
     if isinstance(exc, TimeoutError | requests.Timeout | urllib3.exceptions.TimeoutError):
         return ErrorKind.TIMEOUT
@@ -154,7 +177,7 @@ def _get(session: requests.Session, url: str, settings: FetchSettings, start: fl
         # Connecting may take no longer than the whole request. The reaper ends the request at its deadline; the
         # read timeout, a little longer, is only a backstop.
         timeout = (min(settings.connect_timeout, settings.timeout), settings.timeout + READ_BACKSTOP)
-        with session.get(url, headers=headers, timeout=timeout, stream=True, allow_redirects=False) as response:
+        with _open(session, url, headers, timeout) as response:
             if watch.expired:  # the headers were cut off by the deadline: their status is not the response's
                 raise DeadlineExceeded.after(settings.timeout)
             status = response.status_code

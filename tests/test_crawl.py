@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import shutil
 import socket
 import subprocess
@@ -13,13 +15,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from crawler.engine.config import DEFAULT_PARSER
 from crawler.site.generate import Resource, generate_site
 from crawler.site.server import NOT_FOUND, SiteServer, serve_in_thread
 from fetchers import BACKENDS
 from parsers import get_parser
-from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, pages_by_url, rows, run_cli
+from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, pages_by_url, rows, run_cli, run_line
 
 FULL_SITE = [
     "/",
@@ -268,6 +271,56 @@ def test_user_agent_is_sent(site: SiteServer, backend: str, tmp_path: Path) -> N
     paths = [hit.path for hit in site.hits if hit.user_agent == agent]
     assert paths[0] == "/robots.txt"  # first, and the others after its answer, in either order
     assert sorted(paths[1:]) == ["/", "/sitemap.xml"]
+
+
+class _HeaderServer(SiteServer):
+    """A site server that also notes, by path, the Cookie and Authorization headers of each request."""
+
+    seen: list[tuple[str, str | None, str | None]]
+
+    async def respond(
+        self, request: web.Request, path: str, resource: Resource, body: bytes, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Note the request's headers, then answer as the site server does."""
+        self.seen.append((path, request.headers.get("Cookie"), request.headers.get("Authorization")))
+        return await super().respond(request, path, resource, body, headers)
+
+
+def _crawl_noting_headers(backend: str, tmp_path: Path) -> list[tuple[str, str | None, str | None]]:
+    """Crawl a three-page site one request at a time (so that every request goes through the one session,
+    thread or worker that got a cookie) at a host name, not an address: aiohttp, like browsers, keeps no cookie
+    for an IP address. Its home page sets a cookie."""
+    site = {
+        "/": Resource(page_html("Home", ["/a.html"]), headers={"Set-Cookie": "visit=42; Path=/"}),
+        "/a.html": Resource(page_html("A", ["/b.html"])),
+        "/b.html": Resource(page_html("B", [])),
+    }
+    with serve_in_thread(site, server_class=_HeaderServer) as server:
+        assert isinstance(server, _HeaderServer)
+        server.seen = []
+        url = f"http://localhost:{server.port}/"
+        # As a subprocess, started in the environment the test set: the process backend's workers are forks of a
+        # server started by the first pool of a process, with that process's environment at the time.
+        db = shlex.quote(str(tmp_path / "c.db"))
+        run = run_line(f"crawler crawl {url} --backend {backend} --db {db} --concurrency 1")
+        assert run.exit_code == 0, run.stderr
+    return server.seen
+
+
+def test_a_cookie_the_site_sets_is_sent_back(backend: str, tmp_path: Path) -> None:
+    # As a browser (and Scrapy) would: a site may need its cookie to serve the rest of it.
+    seen = _crawl_noting_headers(backend, tmp_path)
+    assert seen == [("/", None, None), ("/a.html", "visit=42", None), ("/b.html", "visit=42", None)]
+
+
+def test_a_netrc_login_for_the_host_is_sent(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login crawler password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    basic = "Basic " + base64.b64encode(b"crawler:s3cret").decode()
+    seen = _crawl_noting_headers(backend, tmp_path)
+    assert seen == [("/", None, basic), ("/a.html", "visit=42", basic), ("/b.html", "visit=42", basic)]
 
 
 def _closed_port() -> int:

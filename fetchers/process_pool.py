@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.pool
+import os
 import signal
 import threading
 import time
@@ -24,10 +25,14 @@ _worker_session: requests.Session | None = None
 _worker_settings: FetchSettings | None = None
 
 
-def _init_worker(settings: FetchSettings, ready: threading.Barrier) -> None:
+def _init_worker(settings: FetchSettings, ready: threading.Barrier, environment: dict[str, str]) -> None:
     global _worker_session, _worker_settings
     # Ctrl-C is the main process's to handle; a worker interrupted mid-fetch would break the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The environment of the process that made the pool (its proxies, netrc, CA bundle), not the forkserver's,
+    # which is that of the process when its first pool started the server.
+    os.environ.clear()
+    os.environ.update(environment)
     _worker_session = new_session(settings)
     _worker_settings = settings
     # Broken once the start-up is over: this worker replaces one that died, and waits for nobody.
@@ -111,7 +116,7 @@ class ProcessFetcher(Fetcher):
         context.set_forkserver_preload(["__main__", __name__])
         # Wait until every worker is up, so that the crawl (and its politeness timing) starts with them.
         ready = context.Barrier(settings.concurrency + 1)
-        self._pool = _Pool(settings.concurrency, _init_worker, (settings, ready), context=context)
+        self._pool = _Pool(settings.concurrency, _init_worker, (settings, ready, dict(os.environ)), context=context)
         ready.wait(STARTUP_TIMEOUT)
         ready.abort()  # a worker started later, to replace one that died, must not wait for the others
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shlex
 import shutil
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from crawler.site.generate import Resource, generate_site
 from crawler.site.server import NOT_FOUND, SiteServer, serve_in_thread
 from fetchers import BACKENDS
 from parsers import get_parser
-from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, pages_by_url, rows, run_cli, run_line
+from tests.conftest import BIG, FAST_RETRIES, TEST_TIMEOUT, Serve, page_html, pages_by_url, rows, run_cli
 
 FULL_SITE = [
     "/",
@@ -299,10 +298,9 @@ def _crawl_noting_headers(backend: str, tmp_path: Path) -> list[tuple[str, str |
         assert isinstance(server, _HeaderServer)
         server.seen = []
         url = f"http://localhost:{server.port}/"
-        # As a subprocess, started in the environment the test set: the process backend's workers are forks of a
-        # server started by the first pool of a process, with that process's environment at the time.
-        db = shlex.quote(str(tmp_path / "c.db"))
-        run = run_line(f"crawler crawl {url} --backend {backend} --db {db} --concurrency 1")
+        # In this process (but for gevent): the process backend's workers are forks of a server that the first
+        # pool of a process starts, so they must be given the environment of the time, not the server's.
+        run = run_cli("crawl", url, "--backend", backend, "--db", str(tmp_path / "c.db"), "--concurrency", "1")
         assert run.exit_code == 0, run.stderr
     return server.seen
 
@@ -314,6 +312,12 @@ def test_a_cookie_the_site_sets_is_sent_back(backend: str, tmp_path: Path) -> No
 
 
 def test_a_netrc_login_for_the_host_is_sent(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # First with no netrc: no login is sent, and the process backend's fork server, which the first pool of a
+    # process starts, is running before the netrc is named.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("NETRC", raising=False)
+    (tmp_path / "before").mkdir()
+    assert [auth for _, _, auth in _crawl_noting_headers(backend, tmp_path / "before")] == [None, None, None]
     netrc = tmp_path / "netrc"
     netrc.write_text("machine localhost login crawler password s3cret\n")
     netrc.chmod(0o600)

@@ -42,6 +42,16 @@ class ErrorKind(StrEnum):
     OTHER = "error"
 
 
+def http_environment() -> dict[str, str]:
+    """The environment variables HTTP clients consult, as set now: the proxy variables (HTTP_PROXY, NO_PROXY...,
+    either case), NETRC and HOME (where a netrc file is found), and the CA bundle variables requests reads."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower().endswith("_proxy") or name in ("NETRC", "HOME", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    }
+
+
 def environment_matters() -> bool:
     """Whether proxy variables (HTTP_PROXY, NO_PROXY...) or a netrc file are set. Only then must an HTTP
     client consult the environment (`trust_env`), which requests and aiohttp do on every request: an

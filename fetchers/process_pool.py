@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchResult, FetchSettings, Headers
+from fetchers.base import STOP_TIMEOUT, Delivery, Fetcher, FetchResult, FetchSettings, Headers, http_environment
 from fetchers.requests_http import fetch, new_session
 
 STARTUP_TIMEOUT = 60.0
@@ -29,9 +29,10 @@ def _init_worker(settings: FetchSettings, ready: threading.Barrier, environment:
     global _worker_session, _worker_settings
     # Ctrl-C is the main process's to handle; a worker interrupted mid-fetch would break the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The environment of the process that made the pool (its proxies, netrc, CA bundle), not the forkserver's,
-    # which is that of the process when its first pool started the server.
-    os.environ.clear()
+    # What HTTP clients read from the environment, as the process that made the pool has it, not as the forkserver
+    # does: the first pool of a process starts that server, with the environment of the time.
+    for name in http_environment():
+        del os.environ[name]
     os.environ.update(environment)
     _worker_session = new_session(settings)
     _worker_settings = settings
@@ -116,7 +117,7 @@ class ProcessFetcher(Fetcher):
         context.set_forkserver_preload(["__main__", __name__])
         # Wait until every worker is up, so that the crawl (and its politeness timing) starts with them.
         ready = context.Barrier(settings.concurrency + 1)
-        self._pool = _Pool(settings.concurrency, _init_worker, (settings, ready, dict(os.environ)), context=context)
+        self._pool = _Pool(settings.concurrency, _init_worker, (settings, ready, http_environment()), context=context)
         ready.wait(STARTUP_TIMEOUT)
         ready.abort()  # a worker started later, to replace one that died, must not wait for the others
 

@@ -143,7 +143,8 @@ def _open(
     `Session.request` copies the session's cookie jar into a new one for every request and merges its settings
     through `typing` protocol checks: a sixth of a request's CPU, one request at a time (0.36-0.39 ms against
     0.43-0.46 a page of the bench site). Here the jar is read as it is (the same Cookie header), the headers are
-    merged with a plain update, and the environment (proxies, netrc, a CA bundle) is read only when it is set."""
+    merged with a plain update, and the environment is read only when `environment_matters()` said so when the
+    session was made (`trust_env`). For the sessions `new_session` makes: no session-wide auth or params."""
     request = requests.PreparedRequest()
     merged = requests.structures.CaseInsensitiveDict(session.headers)
     if headers:

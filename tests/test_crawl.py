@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -305,17 +306,26 @@ def _crawl_noting_headers(backend: str, tmp_path: Path) -> list[tuple[str, str |
     return server.seen
 
 
+@pytest.fixture
+def plain_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variables, no NETRC, and a HOME without a netrc file, whatever the machine has."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy") or name == "NETRC":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+@pytest.mark.usefixtures("plain_environment")
 def test_a_cookie_the_site_sets_is_sent_back(backend: str, tmp_path: Path) -> None:
     # As a browser (and Scrapy) would: a site may need its cookie to serve the rest of it.
     seen = _crawl_noting_headers(backend, tmp_path)
     assert seen == [("/", None, None), ("/a.html", "visit=42", None), ("/b.html", "visit=42", None)]
 
 
+@pytest.mark.usefixtures("plain_environment")
 def test_a_netrc_login_for_the_host_is_sent(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # First with no netrc: no login is sent, and the process backend's fork server, which the first pool of a
     # process starts, is running before the netrc is named.
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("NETRC", raising=False)
     (tmp_path / "before").mkdir()
     assert [auth for _, _, auth in _crawl_noting_headers(backend, tmp_path / "before")] == [None, None, None]
     netrc = tmp_path / "netrc"

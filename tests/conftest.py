@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from crawler.commands import app
 from crawler.site.generate import NETLOC, ORIGIN, PORT, Resource, Site
 from fetchers import BACKENDS
+from fetchers.base import http_environment
 from tests.support.hostile import Hostile, HostileServer, serve_hostile
 
 pytest_plugins = ["tests.support.postgres"]  # the `postgres` and `frontier_url` fixtures
@@ -116,6 +117,15 @@ def serve() -> Iterator[Serve]:
     `Hostile` resources."""
     with ExitStack() as stack:
         yield lambda site, **kwargs: stack.enter_context(serve_hostile(site, **kwargs))
+
+
+@pytest.fixture
+def plain_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of the variables HTTP clients read (proxies, NETRC, CA bundles), and a HOME in `tmp_path`, without
+    a netrc file: whatever the machine has."""
+    for name in http_environment():
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
 
 
 @pytest.fixture(params=list(BACKENDS))

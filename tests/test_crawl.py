@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -304,15 +303,6 @@ def _crawl_noting_headers(backend: str, tmp_path: Path) -> list[tuple[str, str |
         run = run_cli("crawl", url, "--backend", backend, "--db", str(tmp_path / "c.db"), "--concurrency", "1")
         assert run.exit_code == 0, run.stderr
     return server.seen
-
-
-@pytest.fixture
-def plain_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy variables, no NETRC, and a HOME without a netrc file, whatever the machine has."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy") or name == "NETRC":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
 
 
 @pytest.mark.usefixtures("plain_environment")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import socket
 from collections import Counter
 from datetime import UTC, datetime
@@ -438,13 +437,10 @@ def test_crawl_progress_goes_to_stderr_unless_quiet(site: SiteServer, tmp_path: 
     assert (run.exit_code, run.stderr) == (0, "")
 
 
+@pytest.mark.usefixtures("plain_environment")
 def test_clients_consult_the_environment_only_when_it_sets_proxies_or_netrc(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy") or name == "NETRC":
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
     settings = FetchSettings(concurrency=1, timeout=1, connect_timeout=1, user_agent="t", max_size=1)
     assert (environment_matters(), new_session(settings).trust_env) == (False, False)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
